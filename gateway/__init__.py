@@ -1,0 +1,3 @@
+"""OpenAI-compatible streaming LLM gateway with PHI redaction."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""Composition root: builds the aiohttp application from a config; no logic of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway import lifecycle
+from gateway.config import GatewayConfig
+from gateway.keys import CONFIG, IN_FLIGHT, METRICS, PIPELINE, SNAPSHOTS
+from gateway.middleware import build_middlewares, install_response_hooks
+from gateway.pipeline import Pipeline
+from gateway.routes import add_routes
+from gateway.tasks import InFlight
+from gateway.telemetry import Metrics, SnapshotDir
+from gateway.upstreams.registry import UpstreamRegistry
+
+
+@dataclass(kw_only=True)
+class Services:
+    """Runtime collaborators that are not configuration (tests and the process model set them)."""
+
+    metrics: Metrics = field(default_factory=Metrics)
+    snapshots: SnapshotDir | None = None
+    """Set when several workers share a port, so /metrics can merge them."""
+
+
+def create_app(config: GatewayConfig, services: Services | None = None) -> web.Application:
+    """The gateway application for one worker process."""
+    services = services or Services()
+    app = web.Application(
+        middlewares=build_middlewares(config, services.metrics),
+        client_max_size=config.server.max_body_bytes,
+        handler_args={"max_field_size": 8190},
+    )
+    registry = UpstreamRegistry(config)
+    app[CONFIG] = config
+    app[METRICS] = services.metrics
+    app[IN_FLIGHT] = InFlight()
+    app[PIPELINE] = Pipeline(registry, services.metrics)
+    if services.snapshots is not None:
+        app[SNAPSHOTS] = services.snapshots
+    install_response_hooks(app, config)
+    add_routes(app)
+    app.cleanup_ctx.append(lifecycle.upstream_clients(registry))
+    app.cleanup_ctx.append(lifecycle.metrics_snapshots)
+    app.on_shutdown.append(lifecycle.drain)
+    return app

@@ -1,0 +1,49 @@
+"""Per-request values shared by the layers: the request context and the parsed OpenAI requests."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from gateway.wire import JSONObject
+
+
+def new_request_id() -> str:
+    """A UUIDv7 string (time-ordered; the future ledger key), with a `req_` prefix like OpenAI's."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF
+    h = f"{value:032x}"
+    return f"req_{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestContext:
+    """What every stage may know about the request being served."""
+
+    request_id: str
+    started_at: float
+    """Loop time when the request arrived."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatRequest:
+    """A validated chat completion request."""
+
+    model: str
+    """The alias the client asked for."""
+    stream: bool
+    body: JSONObject
+    """The allow-listed OpenAI body as received (``model`` is still the alias)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbeddingRequest:
+    """A validated embeddings request."""
+
+    model: str
+    encoding_format: str
+    """What the client wants back: ``float`` or ``base64``."""
+    body: JSONObject

@@ -1,0 +1,19 @@
+"""Every typed application and request key, declared once."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.config import GatewayConfig
+from gateway.context import RequestContext
+from gateway.pipeline import Pipeline
+from gateway.tasks import InFlight
+from gateway.telemetry import Metrics, SnapshotDir
+
+CONFIG = web.AppKey("config", GatewayConfig)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+METRICS = web.AppKey("metrics", Metrics)
+SNAPSHOTS = web.AppKey("snapshots", SnapshotDir)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+
+REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

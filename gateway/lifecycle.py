@@ -1,0 +1,64 @@
+"""Start-up and shutdown of one worker's resources, in order.
+
+Start: upstream clients -> metrics snapshot writer (multi-worker only).
+Shutdown (``on_shutdown`` runs after aiohttp stopped accepting and closed idle connections):
+readiness off and drain in-flight requests within ``server.drain_timeout_s`` (streams still open
+then end with a ``server_shutdown`` event) -> stop the snapshot writer -> close upstream clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import tasks
+from gateway.keys import CONFIG, IN_FLIGHT, METRICS, SNAPSHOTS
+from gateway.telemetry import Metrics, SnapshotDir
+from gateway.upstreams.registry import UpstreamRegistry
+
+_SNAPSHOT_INTERVAL_S = 1.0
+_log = logging.getLogger("gateway.lifecycle")
+
+
+def upstream_clients(registry: UpstreamRegistry) -> web.CleanupContext:
+    """Open the upstream clients at start-up, close them last."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await registry.start()
+        yield
+        await registry.aclose()
+
+    return ctx
+
+
+async def metrics_snapshots(app: web.Application) -> AsyncIterator[None]:
+    """Share this worker's metrics with its siblings once a second."""
+    snapshots = app.get(SNAPSHOTS)
+    if snapshots is None:
+        yield
+        return
+    task = tasks.spawn(_write_snapshots(app[METRICS], snapshots), name="metrics-snapshots")
+    yield
+    await tasks.cancel_and_wait(task)
+    snapshots.remove()
+
+
+async def _write_snapshots(metrics: Metrics, snapshots: SnapshotDir) -> None:
+    while True:
+        with contextlib.suppress(OSError):
+            snapshots.write(metrics.snapshot())
+        await asyncio.sleep(_SNAPSHOT_INTERVAL_S)
+
+
+async def drain(app: web.Application) -> None:
+    """``on_shutdown``: readiness off, let requests finish within the budget, then end them."""
+    budget = app[CONFIG].server.drain_timeout_s
+    in_flight = app[IN_FLIGHT]
+    _log.info("draining %d in-flight requests (budget %.0fs)", len(in_flight), budget)
+    cancelled = await in_flight.drain(budget)
+    if cancelled:
+        _log.warning("drain budget exhausted; ended %d requests", cancelled)

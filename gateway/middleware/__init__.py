@@ -1,0 +1,39 @@
+"""The header-phase middlewares, in one ordered list (first entry = outermost).
+
+| # | middleware  | does                                                                  |
+|---|-------------|-----------------------------------------------------------------------|
+| 1 | metrics     | counts every request by route and final status, times it              |
+| 2 | errors      | renders ``GatewayError`` and router errors as OpenAI error bodies     |
+| 3 | request_id  | assigns the request id and context (header added on prepare)          |
+| 4 | cors        | answers preflights for allowed origins (response headers: on prepare) |
+|   | auth, tenancy, ratelimit | (later issues) in that order, before the handler         |
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from gateway.config import GatewayConfig
+from gateway.middleware.cors import cors_middleware, cors_response_headers
+from gateway.middleware.errors import errors_middleware
+from gateway.middleware.metrics import metrics_middleware
+from gateway.middleware.request_id import request_id_header, request_id_middleware
+from gateway.telemetry import Metrics
+
+
+def build_middlewares(config: GatewayConfig, metrics: Metrics) -> list[Middleware]:
+    """The middlewares in order, outermost first."""
+    return [
+        metrics_middleware(metrics),
+        errors_middleware(config.server.max_body_bytes),
+        request_id_middleware(),
+        cors_middleware(config.server.cors_origins),
+    ]
+
+
+def install_response_hooks(app: web.Application, config: GatewayConfig) -> None:
+    """Headers every response carries, added just before the headers are sent (also for SSE)."""
+    app.on_response_prepare.append(request_id_header)
+    if config.server.cors_origins:
+        app.on_response_prepare.append(cors_response_headers(config.server.cors_origins))

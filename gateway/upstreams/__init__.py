@@ -1,0 +1,1 @@
+"""Upstreams: where completions are served (LiteLLM proxy, OpenAI-compatible servers)."""
