@@ -82,7 +82,9 @@ def _check_config(path: str, config: GatewayConfig) -> int:
         key = "credential set" if up.api_key is not None else "no credential"
         print(f"  upstream {name}: {up.kind} at {up.base_url} ({key})")
     for alias, model in config.models.items():
-        print(f"  model    {alias} -> {model.upstream}:{model.target} ({model.kind}, {model.status})")
+        print(
+            f"  model    {alias} -> {model.upstream}:{model.target} ({model.kind}, {model.status})"
+        )
     return 0
 
 
@@ -95,7 +97,9 @@ def _demo(config: GatewayConfig) -> int:
     targets = [urlsplit(up.base_url) for up in config.upstreams.values()]
     local = [t for t in targets if t.hostname in ("127.0.0.1", "localhost") and t.port]
     if not local:
-        print("demo: the config needs an upstream on 127.0.0.1:<port> for the fake", file=sys.stderr)
+        print(
+            "demo: the config needs an upstream on 127.0.0.1:<port> for the fake", file=sys.stderr
+        )
         return EXIT_CONFIG
     fake = multiprocessing.get_context("spawn").Process(
         target=_run_fake, args=(local[0].port,), daemon=True
@@ -115,9 +119,10 @@ def _run_fake(port: int) -> None:
         await start_fake(FakeOpenAI(Behaviour(chunk_delay_s=0.03)), "127.0.0.1", port)
         await asyncio.Event().wait()
 
-    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(
-        loop_factory=uvloop.new_event_loop
-    ) as runner:
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+    ):
         runner.run(run())
 
 

@@ -222,26 +222,13 @@ def _match_key(node: dict[str, Any], part: str) -> str:
 
 
 def _build(cls: type[_T], raw: object, path: str, problems: list[str]) -> _T | None:
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not is_dataclass(cls):
         problems.append(f"{path or '<root>'}: must be a table")
         return None
-    assert is_dataclass(cls)
-    hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    for key in raw:
-        if key not in known:
-            problems.append(f"{_join(path, key)}: unknown key")
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        where = _join(path, f.name)
-        if f.name not in raw:
-            if f.default is MISSING and f.default_factory is MISSING:
-                problems.append(f"{where}: required")
-            continue
-        value = _convert(hints[f.name], raw[f.name], where, problems)
-        if value is not _INVALID:
-            kwargs[f.name] = value
-    if len(kwargs) != len([k for k in raw if k in known]):
+    problems.extend(f"{_join(path, key)}: unknown key" for key in raw if key not in known)
+    kwargs = _field_values(cls, raw, path, problems)
+    if kwargs is None:
         return None
     try:
         built = cls(**kwargs)
@@ -253,10 +240,31 @@ def _build(cls: type[_T], raw: object, path: str, problems: list[str]) -> _T | N
     return built
 
 
+def _field_values(
+    cls: type[Any], raw: dict[str, Any], path: str, problems: list[str]
+) -> dict[str, Any] | None:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    valid = True
+    for f in fields(cls):
+        where = _join(path, f.name)
+        if f.name not in raw:
+            if f.default is MISSING and f.default_factory is MISSING:
+                problems.append(f"{where}: required")
+                valid = False
+            continue
+        value = _convert(hints[f.name], raw[f.name], where, problems)
+        if value is _INVALID:
+            valid = False
+        else:
+            kwargs[f.name] = value
+    return kwargs if valid else None
+
+
 _INVALID: Any = object()
 
 
-def _convert(tp: Any, value: object, where: str, problems: list[str]) -> Any:  # noqa: C901, PLR0911
+def _convert(tp: Any, value: object, where: str, problems: list[str]) -> Any:
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
@@ -287,35 +295,24 @@ def _convert(tp: Any, value: object, where: str, problems: list[str]) -> Any:  #
     return _convert_scalar(tp, value, where, problems)
 
 
-def _convert_scalar(tp: Any, value: object, where: str, problems: list[str]) -> Any:  # noqa: PLR0911
+_SCALARS: dict[Any, tuple[Callable[[object], bool], Callable[[Any], Any], str]] = {
+    Secret: (lambda v: isinstance(v, str) and bool(v), lambda v: Secret(str(v)),
+             "a non-empty string"),
+    bool: (lambda v: isinstance(v, bool), bool, "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), int, "an integer"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), float, "a number"),
+    str: (lambda v: isinstance(v, str), str, "a string"),
+}  # fmt: skip
+
+
+def _convert_scalar(tp: Any, value: object, where: str, problems: list[str]) -> Any:
     if isinstance(value, _EnvValue):
         value = _coerce_env(tp, value)
-    if tp is Secret:
-        if isinstance(value, str) and value:
-            return Secret(str(value))
-        problems.append(f"{where}: must be a non-empty string")
-        return _INVALID
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        problems.append(f"{where}: must be true or false")
-        return _INVALID
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        problems.append(f"{where}: must be an integer")
-        return _INVALID
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        problems.append(f"{where}: must be a number")
-        return _INVALID
-    if tp is str:
-        if isinstance(value, str):
-            return str(value)
-        problems.append(f"{where}: must be a string")
-        return _INVALID
-    raise TypeError(f"unsupported config type {tp!r}")  # a programming error, not user input
+    accepts, convert, what = _SCALARS[tp]  # KeyError: a field type the loader does not support
+    if accepts(value):
+        return convert(value)
+    problems.append(f"{where}: must be {what}")
+    return _INVALID
 
 
 def _coerce_env(tp: Any, value: _EnvValue) -> object:
@@ -347,20 +344,26 @@ def _check_server(server: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}.workers: must be >= 0 (0 = one per CPU)")
     if server.max_body_bytes < 1024:
         problems.append(f"{where}.max_body_bytes: must be at least 1024")
-    for name in ("sse_keepalive_s", "client_write_timeout_s", "drain_timeout_s"):
-        if getattr(server, name) <= 0:
-            problems.append(f"{where}.{name}: must be > 0")
-    for origin in server.cors_origins:
-        if origin == "*" or not origin.startswith(("http://", "https://")):
-            problems.append(f"{where}.cors_origins: {origin!r} must be an exact http(s) origin")
+    problems.extend(
+        f"{where}.{name}: must be > 0"
+        for name in ("sse_keepalive_s", "client_write_timeout_s", "drain_timeout_s")
+        if getattr(server, name) <= 0
+    )
+    problems.extend(
+        f"{where}.cors_origins: {origin!r} must be an exact http(s) origin"
+        for origin in server.cors_origins
+        if origin == "*" or not origin.startswith(("http://", "https://"))
+    )
 
 
 def _check_upstream(up: Any, where: str, problems: list[str]) -> None:
     if not up.base_url.startswith(("http://", "https://")):
         problems.append(f"{where}.base_url: must be an http(s) URL")
-    for timeout in ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s"):
-        if getattr(up, timeout) <= 0:
-            problems.append(f"{where}.{timeout}: must be > 0")
+    problems.extend(
+        f"{where}.{timeout}: must be > 0"
+        for timeout in ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s")
+        if getattr(up, timeout) <= 0
+    )
     if up.total_timeout_s < up.first_byte_timeout_s:
         problems.append(f"{where}.total_timeout_s: must be >= first_byte_timeout_s")
     if up.max_connections < 1:

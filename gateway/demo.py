@@ -132,8 +132,8 @@ class FakeOpenAI:
                 )
                 return
             if count == behaviour.cut_after:
-                assert request.transport is not None
-                request.transport.close()
+                if request.transport is not None:
+                    request.transport.close()
                 return
             if behaviour.chunk_delay_s:
                 await asyncio.sleep(behaviour.chunk_delay_s)

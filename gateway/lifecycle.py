@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -24,7 +24,9 @@ _SNAPSHOT_INTERVAL_S = 1.0
 _log = logging.getLogger("gateway.lifecycle")
 
 
-def upstream_clients(registry: UpstreamRegistry) -> web.CleanupContext:
+def upstream_clients(
+    registry: UpstreamRegistry,
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """Open the upstream clients at start-up, close them last."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:

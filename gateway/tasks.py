@@ -1,4 +1,4 @@
-"""Task ownership: named tasks with strong references, and the in-flight registry drained at shutdown.
+"""Task ownership: named tasks kept alive, and the in-flight registry drained at shutdown.
 
 The event loop keeps only weak references to tasks, so every background task is spawned here and
 kept until it ends. Request handlers enrol in ``InFlight`` so shutdown can wait for them within the
@@ -63,7 +63,8 @@ class InFlight:
     def track(self) -> Iterator[None]:
         """Enrol the current task for the duration of the block."""
         task = asyncio.current_task()
-        assert task is not None
+        if task is None:
+            raise RuntimeError("InFlight.track() needs a running task")
         self._tasks.add(task)
         self._idle.clear()
         try:

@@ -159,8 +159,7 @@ def _escape(value: str) -> str:
 
 
 def _render_series(family: Metric, labels: LabelValues, value: float | list[float]) -> list[str]:
-    if isinstance(family, Histogram):
-        assert isinstance(value, list)
+    if isinstance(family, Histogram) and isinstance(value, list):
         out, cumulative = [], 0.0
         for bound, count in zip((*family.buckets, float("inf")), value[:-1], strict=True):
             cumulative += count
@@ -170,7 +169,8 @@ def _render_series(family: Metric, labels: LabelValues, value: float | list[floa
         out.append(f"{family.name}_sum{_label_text(family.labels, labels)} {value[-1]:.6f}")
         out.append(f"{family.name}_count{_label_text(family.labels, labels)} {cumulative:g}")
         return out
-    assert not isinstance(value, list)
+    if isinstance(value, list):
+        raise TypeError(f"{family.name}: histogram data in a {family.kind}")
     return [f"{family.name}{_label_text(family.labels, labels)} {value:g}"]
 
 

@@ -91,9 +91,7 @@ def embedding_request(body: JSONObject) -> EmbeddingRequest:
         )
     _int_range(body, "dimensions", 1, None)
     _optional(body, "user", str, "a string")
-    return EmbeddingRequest(
-        model=model, encoding_format=fmt, body=pick(body, EMBEDDING_FIELDS)
-    )
+    return EmbeddingRequest(model=model, encoding_format=fmt, body=pick(body, EMBEDDING_FIELDS))
 
 
 def _model(body: JSONObject) -> str:

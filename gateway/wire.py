@@ -83,10 +83,10 @@ class Payload:
         Raises:
             WireError: the raw bytes are not a JSON object.
         """
-        if self._obj is None:
-            assert self._raw is not None
-            self._obj = loads_object(self._raw)
-        return self._obj
+        obj = self._obj
+        if obj is None:
+            obj = self._obj = loads_object(self._raw or b"")
+        return obj
 
     def replace(self, obj: JSONObject) -> None:
         """Swap in a changed object; the raw bytes are re-serialised when next needed."""

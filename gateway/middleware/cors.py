@@ -45,8 +45,10 @@ def cors_middleware(origins: tuple[str, ...]) -> Middleware:
             for h in request.headers.get("Access-Control-Request-Headers", "").split(",")
             if h.strip()
         ]
-        if origin not in allowed or method not in ("GET", "POST") or not all(
-            _allowed_header(h) for h in asked
+        if (
+            origin not in allowed
+            or method not in ("GET", "POST")
+            or not all(_allowed_header(h) for h in asked)
         ):
             raise PermissionDenied("CORS preflight refused for this origin, method or headers")
         return web.Response(

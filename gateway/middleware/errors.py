@@ -62,7 +62,7 @@ def errors_middleware(max_body_bytes: int) -> Middleware:
             return render(_from_http_exception(exc, request, max_body_bytes))
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 -- logged below with the request id; client sees a 500
             ctx = request.get(REQUEST_CONTEXT)
             _log.exception(
                 "unhandled error", extra={"fields": {"request_id": ctx and ctx.request_id}}

@@ -18,7 +18,9 @@ async def list_models(request: web.Request) -> web.Response:
     """The model list."""
     models = request.app[PIPELINE].models()
     data = [_model_object(alias, m) for alias, m in models.items()]
-    return web.Response(body=dumps({"object": "list", "data": data}), content_type="application/json")
+    return web.Response(
+        body=dumps({"object": "list", "data": data}), content_type="application/json"
+    )
 
 
 async def retrieve_model(request: web.Request) -> web.Response:

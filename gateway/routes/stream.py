@@ -57,43 +57,62 @@ async def send_stream(
     metrics.open_streams.inc()
     try:
         async with stream as chunks:
-            iterator = aiter(chunks)
-            first = await _first_chunk(request, response, iterator, server.sse_keepalive_s)
-            if not response.prepared:
-                await response.prepare(request)
-            started = request[REQUEST_CONTEXT].started_at
-            metrics.ttft.observe(loop.time() - started, (model,))
-            write_s = server.client_write_timeout_s
-            if first is not None:
-                guard.arm(loop.time() + write_s)
-                await response.write(encode_data(first.raw))
-                guard.disarm()
-                async for chunk in iterator:
-                    guard.arm(loop.time() + write_s)
-                    await response.write(encode_data(chunk.raw))
-                    guard.disarm()
-            await response.write(DONE)
-    except GatewayError as exc:
-        if not response.prepared:
+            await _relay(request, response, aiter(chunks), server, model, guard)
+    except BaseException as exc:
+        error = _after_commit(exc, response)
+        if error is None:
             raise
-        await _final_event(response, exc)
-    except asyncio.CancelledError as exc:
-        if not (tasks.is_shutdown_cancel(exc) and response.prepared):
-            raise
-        # The drain budget ran out: tell the client why, then end the response cleanly.
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
-        await _final_event(response, ServerShuttingDown("the gateway is shutting down; retry"))
-    except Exception:
-        if not response.prepared:
-            raise
-        _log.exception("stream failed")
-        await _final_event(response, internal_error())
+        await _final_event(response, error)
     finally:
         guard.close()
         metrics.open_streams.dec()
     return response
+
+
+def _after_commit(exc: BaseException, response: web.StreamResponse) -> GatewayError | None:
+    """The error event that ends a committed stream, or None to let ``exc`` propagate."""
+    if not response.prepared:
+        return None  # still time for a real HTTP status (rendered by the errors middleware)
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, asyncio.CancelledError):
+        if not tasks.is_shutdown_cancel(exc):
+            return None  # the client went away
+        # The drain budget ran out: tell the client why, then end the response cleanly.
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        return ServerShuttingDown("the gateway is shutting down; retry")
+    if isinstance(exc, Exception):
+        _log.error("stream failed", exc_info=exc)
+        return internal_error()
+    return None
+
+
+async def _relay(
+    request: web.Request,
+    response: web.StreamResponse,
+    iterator: AsyncIterator[Chunk],
+    server: ServerConfig,
+    model: str,
+    guard: Watchdog,
+) -> None:
+    """Commit the response, write every chunk (a stalled reader trips ``guard``), then [DONE]."""
+    loop = asyncio.get_running_loop()
+    first = await _first_chunk(request, response, iterator, server.sse_keepalive_s)
+    if not response.prepared:
+        await response.prepare(request)
+    request.app[METRICS].ttft.observe(loop.time() - request[REQUEST_CONTEXT].started_at, (model,))
+    write_s = server.client_write_timeout_s
+    if first is not None:
+        guard.arm(loop.time() + write_s)
+        await response.write(encode_data(first.raw))
+        guard.disarm()
+        async for chunk in iterator:
+            guard.arm(loop.time() + write_s)
+            await response.write(encode_data(chunk.raw))
+            guard.disarm()
+    await response.write(DONE)
 
 
 async def _first_chunk(

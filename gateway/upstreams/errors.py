@@ -21,6 +21,7 @@ from gateway.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    RequestRejected,
     UnprocessableEntity,
     UpstreamError,
     UpstreamProtocolError,
@@ -39,8 +40,10 @@ def error_from_status(
     """The gateway error for a non-2xx upstream response."""
     message = _upstream_message(body)
     retry_after = _retry_after_s(headers)
-    if status in (400, 404, 413, 422) or (400 <= status < 500 and status not in (401, 403, 408, 429)):
-        cls: type[InvalidRequest] = {
+    if status in (400, 404, 413, 422) or (
+        400 <= status < 500 and status not in (401, 403, 408, 429)
+    ):
+        cls: type[RequestRejected] = {
             404: NotFound, 413: PayloadTooLarge, 422: UnprocessableEntity
         }.get(status, InvalidRequest)  # fmt: skip
         return cls(message or f"upstream rejected the request ({status})")

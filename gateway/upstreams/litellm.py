@@ -154,7 +154,9 @@ class _StreamState:
         self.done = False
 
 
-def _expire(resp: aiohttp.ClientResponse, now: float, deadline: float, config: UpstreamConfig) -> None:
+def _expire(
+    resp: aiohttp.ClientResponse, now: float, deadline: float, config: UpstreamConfig
+) -> None:
     if now >= deadline:
         resp.content.set_exception(UpstreamTimeout("total", config.total_timeout_s))
     else:
