@@ -1,0 +1,46 @@
+"""Shared fixtures: a gateway in front of the fake upstream, and blocking-call detection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
+
+from tests.stack import BackgroundLoop, Stack, close_stack, open_stack
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Blocking calls inside any running event loop fail the test."""
+    with blockbuster_ctx(scanned_modules=["gateway"]) as bb:
+        yield bb
+
+
+@pytest.fixture(scope="session")
+def background() -> Iterator[BackgroundLoop]:
+    loop = BackgroundLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def make_stack(background: BackgroundLoop) -> Iterator[Callable[..., Stack]]:
+    """Factory: ``make_stack(server={...}, upstream={...})`` with config overrides."""
+    opened: list[Stack] = []
+
+    def make(**overrides: Any) -> Stack:
+        stack = open_stack(background, **overrides)
+        opened.append(stack)
+        return stack
+
+    yield make
+    for stack in opened:
+        close_stack(background, stack)
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., Stack]) -> Stack:
+    """The gateway with default test settings."""
+    return make_stack()
