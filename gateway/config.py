@@ -174,8 +174,7 @@ def load_config(
     problems: list[str] = []
     _apply_env_overrides(raw, environ, problems)
     config = _build(GatewayConfig, raw, "", problems)
-    if config is not None:
-        _check_cross_fields(config, problems)
+    _check_references(raw, problems)
     if problems or config is None:
         raise ConfigError(problems)
     return config
@@ -378,9 +377,17 @@ _CHECKS: dict[type, Callable[[Any, str, list[str]], None]] = {
 }
 
 
-def _check_cross_fields(config: GatewayConfig, problems: list[str]) -> None:
-    if not config.models:
+def _check_references(raw: dict[str, Any], problems: list[str]) -> None:
+    """Rules across sections, checked on the raw tables so they are reported with the rest."""
+    models, upstreams = raw.get("models"), raw.get("upstreams")
+    if not isinstance(models, dict) or not models:
         problems.append("models: at least one model must be configured")
-    for alias, model in config.models.items():
-        if model.upstream not in config.upstreams:
-            problems.append(f"models.{alias}.upstream: no upstream named {model.upstream!r}")
+        return
+    names = set(upstreams) if isinstance(upstreams, dict) else set()
+    problems.extend(
+        f"models.{alias}.upstream: no upstream named {model['upstream']!r}"
+        for alias, model in models.items()
+        if isinstance(model, dict)
+        and isinstance(model.get("upstream"), str)
+        and model["upstream"] not in names
+    )

@@ -1,0 +1,164 @@
+"""The process model, end to end: `gateway serve` with several workers, SIGTERM drain."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import psutil
+import pytest
+
+from gateway.demo import Behaviour, FakeOpenAI, start_fake
+from tests.stack import BackgroundLoop
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake(background: BackgroundLoop) -> Iterator[tuple[FakeOpenAI, int]]:
+    upstream = FakeOpenAI()
+    runner, port = background.run(start_fake(upstream))
+    yield upstream, port
+    background.run(runner.cleanup())
+
+
+def _serve(
+    tmp_path: Path, upstream_port: int, *, workers: int, drain_s: float
+) -> subprocess.Popen[bytes]:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f"""
+[server]
+port = 0
+workers = {workers}
+drain_timeout_s = {drain_s}
+log_level = "warning"
+
+[upstreams.fake]
+kind = "openai"
+base_url = "http://127.0.0.1:{upstream_port}"
+
+[models."test-chat"]
+upstream = "fake"
+target = "fake-chat"
+
+[models."slow-chat"]
+upstream = "fake"
+target = "slow"
+"""
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
+    with (tmp_path / "gateway.log").open("wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=ROOT,
+            env=env,
+        )
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+    assert ready, "gateway did not start"
+    line = proc.stdout.readline().decode()
+    assert "listening on http://127.0.0.1:" in line, line
+    return int(line.split("127.0.0.1:")[1].split()[0])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _chat(port: int, model: str, *, stream: bool) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    conn.request(
+        "POST", "/v1/chat/completions", orjson.dumps(body), {"Content-Type": "application/json"}
+    )
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+def test_workers_share_the_port_and_metrics_merge(
+    tmp_path: Path, fake: tuple[FakeOpenAI, int]
+) -> None:
+    proc = _serve(tmp_path, fake[1], workers=2, drain_s=2.0)
+    try:
+        port = _wait_listening(proc)
+        workers = [
+            p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())
+        ]
+        assert len(workers) == 2
+        for _ in range(20):
+            assert _chat(port, "test-chat", stream=False)[0] == 200
+        time.sleep(1.5)  # snapshots are shared once a second
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        assert 'gateway_requests_total{route="/v1/chat/completions",status="200"} 20' in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        _stop(proc)
+
+
+def test_sigterm_drains_short_streams_and_ends_long_ones(
+    tmp_path: Path, fake: tuple[FakeOpenAI, int]
+) -> None:
+    upstream, upstream_port = fake
+    upstream.behaviours["fake-chat"] = Behaviour(text="one two three four five", chunk_delay_s=0.2)
+    upstream.behaviours["slow"] = Behaviour(stall_after=2)
+    proc = _serve(tmp_path, upstream_port, workers=2, drain_s=2.0)
+    try:
+        port = _wait_listening(proc)
+        results: dict[str, tuple[int, bytes]] = {}
+
+        def run(name: str, model: str) -> None:
+            results[name] = _chat(port, model, stream=True)
+
+        threads = [
+            threading.Thread(target=run, args=("short", "test-chat")),
+            threading.Thread(target=run, args=("long", "slow-chat")),
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while upstream.open_streams < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.open_streams == 2
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(15)
+        assert proc.wait(15) == 0
+        elapsed = time.monotonic() - started
+    finally:
+        _stop(proc)
+    status, short = results["short"]
+    assert status == 200
+    assert short.endswith(b"data: [DONE]\n\n")
+    status, long = results["long"]
+    assert status == 200
+    last = long.rstrip(b"\n").split(b"\n\n")[-1]
+    assert orjson.loads(last[len(b"data: ") :])["error"]["type"] == "server_shutdown"
+    assert b"[DONE]" not in long
+    assert 2.0 <= elapsed < 9.0  # the drain budget, then a prompt exit
+    assert upstream.open_streams == 0

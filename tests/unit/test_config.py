@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import EXAMPLE_CONFIG, main
+from gateway.config import Secret, load_config
+from gateway.errors import ConfigError
+
+MINIMAL = """
+[upstreams.litellm]
+base_url = "http://127.0.0.1:4000"
+
+[models.chat]
+upstream = "litellm"
+target = "gpt-4o-mini"
+"""
+
+
+def test_defaults_fill_everything_not_given() -> None:
+    config = load_config(MINIMAL, {})
+    assert config.server.port == 8080
+    assert config.server.workers == 0
+    up = config.upstreams["litellm"]
+    assert (up.connect_timeout_s, up.first_byte_timeout_s, up.idle_timeout_s) == (5.0, 60.0, 30.0)
+    assert up.api_key is None
+    assert config.models["chat"].kind == "chat"
+
+
+def test_environment_overrides_are_typed_and_case_insensitive() -> None:
+    config = load_config(
+        MINIMAL,
+        {
+            "GATEWAY__SERVER__PORT": "9000",
+            "gateway__server__access_log": "true",
+            "GATEWAY__SERVER__CORS_ORIGINS": "https://a.example, https://b.example",
+            "GATEWAY__UPSTREAMS__LITELLM__API_KEY": "sk-secret-value",
+            "GATEWAY__UPSTREAMS__LITELLM__IDLE_TIMEOUT_S": "12.5",
+            "UNRELATED": "ignored",
+        },
+    )
+    assert config.server.port == 9000
+    assert config.server.access_log is True
+    assert config.server.cors_origins == ("https://a.example", "https://b.example")
+    assert config.upstreams["litellm"].idle_timeout_s == 12.5
+    key = config.upstreams["litellm"].api_key
+    assert key is not None
+    assert key.reveal() == "sk-secret-value"
+
+
+def test_secrets_never_print() -> None:
+    config = load_config(MINIMAL, {"GATEWAY__UPSTREAMS__LITELLM__API_KEY": "sk-secret-value"})
+    assert "sk-secret-value" not in repr(config)
+    assert "sk-secret-value" not in str(config.upstreams["litellm"])
+    assert repr(Secret("x")) == "'***'"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = (
+        MINIMAL
+        + """
+[server]
+port = "eighty"
+workers = -1
+bogus = 1
+cors_origins = ["*"]
+
+[models.other]
+upstream = "missing"
+target = "x"
+kind = "audio"
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(text, {"GATEWAY__UPSTREAMS__LITELLM__CONNECT_TIMEOUT_S": "-1"})
+    problems = "\n".join(info.value.problems)
+    for expected in (
+        "server.port: must be an integer",
+        "server.bogus: unknown key",
+        "models.other.kind: must be one of",
+        "upstreams.litellm.connect_timeout_s: must be > 0",
+    ):
+        assert expected in problems
+    assert len(info.value.problems) >= 4
+
+
+def test_cross_field_rules() -> None:
+    text = """
+[server]
+workers = -1
+cors_origins = ["*"]
+
+[upstreams.u]
+base_url = "ftp://x"
+first_byte_timeout_s = 10.0
+total_timeout_s = 5.0
+
+[models.m]
+upstream = "nope"
+target = "t"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config(text, {})
+    problems = "\n".join(info.value.problems)
+    assert "server.workers" in problems
+    assert "server.cors_origins" in problems
+    assert "upstreams.u.base_url" in problems
+    assert "upstreams.u.total_timeout_s" in problems
+
+
+def test_model_must_name_a_known_upstream() -> None:
+    with pytest.raises(ConfigError, match="no upstream named 'nope'"):
+        load_config(MINIMAL.replace('upstream = "litellm"', 'upstream = "nope"'), {})
+
+
+def test_required_fields_and_bad_toml() -> None:
+    with pytest.raises(ConfigError, match=r"upstreams\.u\.base_url: required"):
+        load_config("[upstreams.u]\n[models.m]\nupstream='u'\ntarget='t'\n", {})
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config("[server\n", {})
+
+
+def test_config_pickles_for_worker_processes() -> None:
+    config = load_config(MINIMAL, {"GATEWAY__UPSTREAMS__LITELLM__API_KEY": "sk-x"})
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_example_config_is_valid() -> None:
+    assert main(["check-config", "--config", str(EXAMPLE_CONFIG)]) == 0
+
+
+def test_check_config_exits_3_and_lists_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nport = "x"\nworkers = "y"\n')
+    assert main(["check-config", "--config", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "server.port" in err
+    assert "server.workers" in err
+    assert "models" in err
+
+
+def test_missing_file_exits_3(tmp_path: Path) -> None:
+    assert main(["check-config", "--config", str(tmp_path / "nope.toml")]) == 3
