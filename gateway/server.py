@@ -28,6 +28,7 @@ from typing import Final
 import uvloop
 from aiohttp import web
 
+from gateway import tasks
 from gateway.app import Services, create_app
 from gateway.config import GatewayConfig
 from gateway.keys import IN_FLIGHT
@@ -37,6 +38,7 @@ _log = logging.getLogger("gateway.server")
 #: aiohttp's own wait after our drain; handlers are already done or cancelled by then.
 _SERVER_SHUTDOWN_S: Final = 5.0
 _MIN_UPTIME_S: Final = 2.0
+_ORPHAN_CHECK_S: Final = 1.0
 
 
 def worker_count(config: GatewayConfig) -> int:
@@ -82,12 +84,28 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphan_watch = (
+        tasks.spawn(_stop_when_orphaned(stop), name="orphan-watch") if reuse_port else None
+    )
     ready(int(runner.addresses[0][1]))
     await stop.wait()
+    if orphan_watch is not None:
+        await tasks.cancel_and_wait(orphan_watch)
     # 1. readiness off; 2. runner.cleanup: stop accepting, close idle connections, drain
     # (on_shutdown), then close upstream clients (cleanup contexts).
     app[IN_FLIGHT].draining = True
     await runner.cleanup()
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (even by SIGKILL) drains and exits instead of lingering."""
+    parent = os.getppid()
+    while True:  # no event tells us the parent died, short of Linux-only prctl: poll
+        await asyncio.sleep(_ORPHAN_CHECK_S)
+        if os.getppid() != parent:
+            break
+    _log.warning("supervisor %s is gone; shutting down", parent)
+    stop.set()
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:

@@ -120,6 +120,21 @@ def test_workers_share_the_port_and_metrics_merge(
         _stop(proc)
 
 
+def test_workers_exit_when_the_supervisor_is_killed(
+    tmp_path: Path, fake: tuple[FakeOpenAI, int]
+) -> None:
+    proc = _serve(tmp_path, fake[1], workers=2, drain_s=1.0)
+    try:
+        _wait_listening(proc)
+        children = psutil.Process(proc.pid).children()
+        proc.kill()
+        proc.wait(10)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == []
+    finally:
+        _stop(proc)
+
+
 def test_sigterm_drains_short_streams_and_ends_long_ones(
     tmp_path: Path, fake: tuple[FakeOpenAI, int]
 ) -> None:
