@@ -73,7 +73,7 @@ class ServerConfig:
     max_body_bytes: int = 20 * 1024 * 1024
     """Largest accepted request body; larger bodies get 413."""
     sse_keepalive_s: float = 15.0
-    """Interval of `: keep-alive` comments while the upstream has not produced a first token."""
+    """Interval of `: keep-alive` comments until the upstream sends its first chunk."""
     client_write_timeout_s: float = 60.0
     """A stream whose client does not read for this long is aborted (slow-reader guard)."""
     drain_timeout_s: float = 25.0

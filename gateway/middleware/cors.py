@@ -73,7 +73,8 @@ def cors_response_headers(
 
     async def add(request: web.Request, response: web.StreamResponse) -> None:
         origin = request.headers.get("Origin")
-        if origin is not None and origin in allowed:
+        # Preflight answers set their own headers; a refused one must not carry any.
+        if origin is not None and origin in allowed and request.method != "OPTIONS":
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
             response.headers.add("Vary", "Origin")

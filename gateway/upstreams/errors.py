@@ -22,6 +22,7 @@ from gateway.errors import (
     PayloadTooLarge,
     RateLimited,
     RequestRejected,
+    TimeoutPhase,
     UnprocessableEntity,
     UpstreamError,
     UpstreamProtocolError,
@@ -102,11 +103,13 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
 
 
 @contextlib.contextmanager
-def map_upstream_errors(upstream: str, phase_timeout_s: float) -> Iterator[None]:
+def map_upstream_errors(
+    upstream: str, phase: TimeoutPhase, phase_timeout_s: float
+) -> Iterator[None]:
     """Translate transport exceptions raised in the block into ``UpstreamError`` subclasses.
 
-    ``GatewayError`` passes through; a timeout is reported as the ``first_byte`` phase unless the
-    connection itself timed out.
+    ``GatewayError`` passes through; a timeout is reported as ``phase`` unless the connection
+    itself timed out.
     """
     try:
         yield
@@ -115,7 +118,7 @@ def map_upstream_errors(upstream: str, phase_timeout_s: float) -> Iterator[None]
     except aiohttp.ConnectionTimeoutError as exc:
         raise UpstreamTimeout("connect", phase_timeout_s) from exc
     except TimeoutError as exc:
-        raise UpstreamTimeout("first_byte", phase_timeout_s) from exc
+        raise UpstreamTimeout(phase, phase_timeout_s) from exc
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnavailable(
             f"cannot connect to upstream {upstream!r}", retry_after_s=1.0

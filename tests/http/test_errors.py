@@ -1,0 +1,292 @@
+"""Raw HTTP: every error is an OpenAI error object; the /api/v2 aliases, health and metrics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.demo import Behaviour
+from tests.stack import Stack
+
+CHAT = "/v1/chat/completions"
+HI = [{"role": "user", "content": "hi"}]
+ERROR_KEYS = {"message", "type", "param", "code"}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def _error(response: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
+    """Check the OpenAI error envelope of ``response``; returns the inner error object."""
+    raw = await response.read()
+    assert response.status == status, raw
+    assert response.content_type == "application/json"
+    assert response.headers["x-request-id"].startswith("req_")
+    body = orjson.loads(raw)
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == ERROR_KEYS
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert isinstance(error["type"], str)
+    assert error["param"] is None or isinstance(error["param"], str)
+    assert error["code"] is None or isinstance(error["code"], str)
+    return dict(error)
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: bytes, status: int) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer client-token"}
+    async with http.post(url, data=body, headers=headers) as response:
+        return await _error(response, status)
+
+
+# --- 400: malformed bodies -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b'{"model": "test-chat",', b"\xff\xfe", b"[1, 2]", b'"a string"', b"3"],
+    ids=["malformed", "empty", "truncated", "not-utf8", "array", "string", "number"],
+)
+async def test_body_not_a_json_object_is_400(
+    stack: Stack, http: aiohttp.ClientSession, raw: bytes
+) -> None:
+    error = await _post(http, stack.url + CHAT, raw, 400)
+    assert error["type"] == "invalid_request_error"
+    assert len(stack.fake.requests) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "test-chat", "messages": HI, "stream": "yes"}, "stream"),
+        ({"model": "test-chat", "messages": HI, "n": 0}, "n"),
+        ({"model": "test-chat", "messages": HI, "n": True}, "n"),
+        ({"model": "test-chat", "messages": HI, "temperature": 5}, "temperature"),
+        ({"model": "test-chat", "messages": HI, "temperature": "hot"}, "temperature"),
+        ({"model": "test-chat", "messages": "hi"}, "messages"),
+        ({"model": "test-chat", "messages": [{"content": "hi"}]}, "messages[0].role"),
+        ({"model": "test-chat", "messages": [{"role": "bot", "content": "x"}]}, "messages[0].role"),
+        ({"model": "test-chat", "messages": ["hi"]}, "messages[0]"),
+        ({"model": "test-chat"}, "messages"),
+        ({"model": "test-chat", "messages": []}, "messages"),
+        ({"messages": HI}, "model"),
+        ({"model": 42, "messages": HI}, "model"),
+        ({"model": "test-chat", "messages": HI, "stop": 3}, "stop"),
+        ({"model": "test-chat", "messages": HI, "tools": "all"}, "tools"),
+    ],
+    ids=[
+        "stream-yes", "n-0", "n-bool", "temperature-5", "temperature-str", "messages-str",
+        "no-role", "bad-role", "message-not-object", "missing-messages", "empty-messages",
+        "missing-model", "model-int", "stop-int", "tools-str",
+    ],
+)  # fmt: skip
+async def test_invalid_chat_body_is_400_with_param(
+    stack: Stack, http: aiohttp.ClientSession, body: dict[str, Any], param: str
+) -> None:
+    error = await _post(http, stack.url + CHAT, orjson.dumps(body), 400)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert len(stack.fake.requests) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "test-embed", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "test-embed"}, "input"),
+        ({"model": "test-embed", "input": ""}, "input"),
+        ({"model": "test-embed", "input": []}, "input"),
+        ({"model": "test-embed", "input": "x", "dimensions": 0}, "dimensions"),
+    ],
+    ids=["encoding-format", "missing-input", "empty-input", "empty-list", "dimensions-0"],
+)
+async def test_invalid_embeddings_body_is_400(
+    stack: Stack, http: aiohttp.ClientSession, body: dict[str, Any], param: str
+) -> None:
+    error = await _post(http, stack.url + "/v1/embeddings", orjson.dumps(body), 400)
+    assert error["param"] == param
+    assert len(stack.fake.requests) == 0
+
+
+# --- 404 / 405 / 413 -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["gpt-nope", "hidden", "test-embed"])
+async def test_unknown_disabled_or_wrong_kind_model_is_404(
+    stack: Stack, http: aiohttp.ClientSession, model: str
+) -> None:
+    body = orjson.dumps({"model": model, "messages": HI})
+    error = await _post(http, stack.url + CHAT, body, 404)
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+    assert error["type"] == "invalid_request_error"
+    assert len(stack.fake.requests) == 0
+
+
+async def test_stream_request_for_unknown_model_is_404_json(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    body = orjson.dumps({"model": "hidden", "messages": HI, "stream": True})
+    error = await _post(http, stack.url + CHAT, body, 404)
+    assert error["code"] == "model_not_found"
+
+
+async def test_retrieve_unknown_model_is_404(stack: Stack, http: aiohttp.ClientSession) -> None:
+    for model in ("nope", "hidden"):
+        async with http.get(f"{stack.v1}/models/{model}") as response:
+            error = await _error(response, 404)
+        assert error["code"] == "model_not_found"
+
+
+async def test_body_over_limit_is_413(
+    make_stack: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = make_stack(server={"max_body_bytes": 2048})
+    body = orjson.dumps(
+        {"model": "test-chat", "messages": [{"role": "user", "content": "x" * 3000}]}
+    )
+    error = await _post(http, stack.url + CHAT, body, 413)
+    assert error["type"] == "invalid_request_error"
+    assert "2048" in error["message"]
+    assert len(stack.fake.requests) == 0
+
+
+async def test_get_on_chat_completions_is_405(stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.get(stack.url + CHAT) as response:
+        error = await _error(response, 405)
+    assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("path", ["/v1/nope", "/", "/v2/chat/completions", "/v1/completions"])
+async def test_unknown_path_is_404(stack: Stack, http: aiohttp.ClientSession, path: str) -> None:
+    async with http.post(stack.url + path, json={"model": "test-chat"}) as response:
+        error = await _error(response, 404)
+    assert error["type"] == "invalid_request_error"
+    assert path in error["message"]
+
+
+# --- /api/v2 aliases, health ---------------------------------------------------------------------
+
+
+async def test_api_v2_chat_completions_matches_v1(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    stack.fake.behaviours["fake-chat"] = Behaviour(text="same answer")
+    body = {"model": "test-chat", "messages": HI}
+    results = []
+    for prefix in ("/v1", "/api/v2"):
+        async with http.post(f"{stack.url}{prefix}/chat/completions", json=body) as response:
+            assert response.status == 200
+            assert response.content_type == "application/json"
+            assert response.headers["x-request-id"].startswith("req_")
+            results.append(orjson.loads(await response.read()))
+    v1, v2 = results
+    assert v1["choices"] == v2["choices"]
+    assert v2["choices"][0]["message"]["content"] == "same answer"
+    async with http.post(
+        f"{stack.url}/api/v2/chat/completions", json={**body, "stream": True}
+    ) as response:
+        assert response.status == 200
+        assert response.content_type == "text/event-stream"
+        raw = await response.read()
+    assert raw.endswith(b"data: [DONE]\n\n")
+    async with http.post(f"{stack.url}/api/v2/chat/completions", json={"model": "x"}) as response:
+        error = await _error(response, 400)
+    assert error["param"] == "messages"
+
+
+async def test_api_v2_models_matches_v1(stack: Stack, http: aiohttp.ClientSession) -> None:
+    bodies = []
+    for prefix in ("/v1", "/api/v2"):
+        async with http.get(f"{stack.url}{prefix}/models") as response:
+            assert response.status == 200
+            assert response.content_type == "application/json"
+            bodies.append(orjson.loads(await response.read()))
+    assert bodies[0] == bodies[1]
+    assert bodies[0]["object"] == "list"
+    assert {m["id"] for m in bodies[0]["data"]} == {"test-chat", "test-embed"}
+    for model in bodies[0]["data"]:
+        assert set(model) == {"id", "object", "created", "owned_by"}
+        assert model["object"] == "model"
+    async with http.get(f"{stack.url}/api/v2/models/test-chat") as response:
+        assert response.status == 200
+        assert orjson.loads(await response.read())["id"] == "test-chat"
+    async with http.get(f"{stack.url}/api/v2/models/hidden") as response:
+        await _error(response, 404)
+
+
+async def test_health_endpoints(stack: Stack, http: aiohttp.ClientSession) -> None:
+    bodies = []
+    for path in ("/healthz", "/api/v2/health"):
+        async with http.get(stack.url + path) as response:
+            assert response.status == 200
+            assert response.content_type == "application/json"
+            bodies.append(orjson.loads(await response.read()))
+    assert bodies[0] == bodies[1] == {"status": "ok"}
+    async with http.get(stack.url + "/readyz") as response:
+        assert response.status == 200
+        assert orjson.loads(await response.read())["status"] == "ready"
+
+
+# --- /metrics ------------------------------------------------------------------------------------
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of the series ``name`` whose labels include ``labels``."""
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-z_]+)(\{(.*)\})? (\S+)", line)
+        if match is None or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(3) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(4))
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+async def test_metrics_after_traffic(stack: Stack, http: aiohttp.ClientSession) -> None:
+    url = stack.url + CHAT
+    body = {"model": "test-chat", "messages": HI}
+    async with http.post(url, json=body) as response:
+        assert response.status == 200
+        await response.read()
+    async with http.post(url, json={**body, "stream": True}) as response:
+        assert response.status == 200
+        await response.read()
+    stack.fake.behaviours["fake-chat"] = Behaviour(status=500)
+    async with http.post(url, json=body) as response:
+        await _error(response, 502)
+    async with http.get(stack.url + "/v1/nope") as response:
+        await _error(response, 404)
+
+    async with http.get(stack.url + "/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    for family in (
+        "gateway_requests_total",
+        "gateway_request_duration_seconds_bucket",
+        "gateway_time_to_first_token_seconds",
+        "gateway_open_streams",
+        "gateway_upstream_errors_total",
+    ):
+        assert family in text
+    for line in text.splitlines():
+        assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? [0-9.e+-]+|.*Inf.*", line)
+    assert "# TYPE gateway_requests_total counter" in text
+    assert "# TYPE gateway_request_duration_seconds histogram" in text
+    assert _sample(text, "gateway_requests_total", route=CHAT, status="200") == 2
+    assert _sample(text, "gateway_requests_total", route=CHAT, status="502") == 1
+    assert _sample(text, "gateway_upstream_errors_total", upstream="fake") == 1
+    assert _sample(text, "gateway_time_to_first_token_seconds_count", model="test-chat") == 1
+    assert _sample(text, "gateway_open_streams") == 0
+    assert _sample(text, "gateway_request_duration_seconds_count", route=CHAT) == 3
+    assert _sample(text, "gateway_request_duration_seconds_bucket", route=CHAT, le="+Inf") == 3
