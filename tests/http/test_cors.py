@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -31,12 +31,6 @@ EXPOSED = {
 @pytest.fixture
 def cors_stack(make_stack: Callable[..., Stack]) -> Stack:
     return make_stack(server={"cors_origins": (ORIGIN,)})
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _names(value: str) -> list[str]:

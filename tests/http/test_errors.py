@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -11,29 +11,16 @@ import orjson
 import pytest
 
 from gateway.demo import Behaviour
+from tests.http.conftest import read_error
 from tests.stack import Stack
 
 CHAT = "/v1/chat/completions"
 HI = [{"role": "user", "content": "hi"}]
-ERROR_KEYS = {"message", "type", "param", "code"}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def _error(response: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
     """Check the OpenAI error envelope of ``response``; returns the inner error object."""
-    raw = await response.read()
-    assert response.status == status, raw
-    assert response.content_type == "application/json"
-    assert response.headers["x-request-id"].startswith("req_")
-    body = orjson.loads(raw)
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == ERROR_KEYS
+    error = await read_error(response, status)
     assert isinstance(error["message"], str)
     assert error["message"]
     assert isinstance(error["type"], str)

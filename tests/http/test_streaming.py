@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,18 +14,12 @@ import orjson
 import pytest
 
 from gateway.demo import Behaviour
+from tests.http.conftest import ERROR_KEYS, read_error
 from tests.stack import UPSTREAM_KEY, BackgroundLoop, Stack
 
 CHAT = "/v1/chat/completions"
 HI = [{"role": "user", "content": "hi"}]
 STREAM_BODY: dict[str, Any] = {"model": "test-chat", "messages": HI, "stream": True}
-ERROR_KEYS = {"message", "type", "param", "code"}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _split(raw: bytes) -> list[bytes]:
@@ -79,17 +73,6 @@ async def _poll(condition: Callable[[], bool], timeout_s: float = 1.0) -> bool:
             return True
         await asyncio.sleep(0.01)
     return condition()
-
-
-async def _json_error(response: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
-    raw = await response.read()
-    assert response.status == status, raw
-    assert response.content_type == "application/json"
-    assert response.headers["x-request-id"].startswith("req_")
-    body = orjson.loads(raw)
-    assert set(body) == {"error"}
-    assert set(body["error"]) == ERROR_KEYS
-    return dict(body["error"])
 
 
 # --- framing -------------------------------------------------------------------------------------
@@ -167,7 +150,7 @@ async def test_first_byte_timeout_is_504_before_any_sse(
     stack.fake.behaviours["fake-chat"] = Behaviour(header_delay_s=1.0)
     started = time.monotonic()
     async with http.post(stack.url + CHAT, json=STREAM_BODY) as response:
-        error = await _json_error(response, 504)
+        error = await read_error(response, 504)
         assert response.headers["x-should-retry"] == "false"
     assert time.monotonic() - started < 0.8
     assert error["code"] == "first_byte_timeout"
@@ -183,7 +166,7 @@ async def test_non_stream_total_timeout_is_504(
     stack.fake.behaviours["fake-chat"] = Behaviour(header_delay_s=1.0)
     started = time.monotonic()
     async with http.post(stack.url + CHAT, json={"model": "test-chat", "messages": HI}) as response:
-        error = await _json_error(response, 504)
+        error = await read_error(response, 504)
     elapsed = time.monotonic() - started
     assert 0.25 < elapsed < 0.8
     assert error["type"] == "timeout"
@@ -285,7 +268,7 @@ async def test_upstream_status_before_stream(
 ) -> None:
     stack.fake.behaviours["fake-chat"] = behaviour
     async with http.post(stack.url + CHAT, json=STREAM_BODY) as response:
-        error = await _json_error(response, status)
+        error = await read_error(response, status)
         headers = response.headers
     for name, value in expected.items():
         assert headers[name] == value
@@ -303,7 +286,7 @@ async def test_upstream_unreachable_is_503(
     background.run(stack.runners[1].cleanup())  # the fake upstream stops listening
     for body in (STREAM_BODY, {"model": "test-chat", "messages": HI}):
         async with http.post(stack.url + CHAT, json=body) as response:
-            await _json_error(response, 503)
+            await read_error(response, 503)
             assert int(response.headers["retry-after"]) >= 1
             assert response.headers["x-should-retry"] == "true"
 
