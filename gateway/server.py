@@ -11,6 +11,7 @@ on its own is restarted.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -78,6 +79,9 @@ async def run_worker(
         handle_signals=False,
     )
     await runner.setup()
+    # Everything alive now (modules, config, app) lives as long as the worker: keep it out of the
+    # collector's full passes, which otherwise cost ~12 ms each under load (bench).
+    gc.freeze()
     site = web.TCPSite(runner, config.server.host, port, reuse_port=reuse_port, backlog=2048)
     await site.start()
     stop = asyncio.Event()

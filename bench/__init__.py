@@ -1,0 +1,1 @@
+"""Bench v0: the gateway vs a direct connection vs a bare aiohttp pass-through (bench/README.md)."""
