@@ -51,7 +51,7 @@ class Pipeline:
     @contextlib.asynccontextmanager
     async def stream(
         self, ctx: RequestContext, request: ChatRequest
-    ) -> AsyncIterator[AsyncIterator[Chunk]]:
+    ) -> AsyncIterator[AsyncIterator[list[Chunk]]]:
         """A streamed chat completion: entered once the upstream accepted the request.
 
         Raises:

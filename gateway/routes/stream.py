@@ -41,7 +41,7 @@ _log = logging.getLogger("gateway.stream")
 
 async def send_stream(
     request: web.Request,
-    stream: AbstractAsyncContextManager[AsyncIterator[Chunk]],
+    stream: AbstractAsyncContextManager[AsyncIterator[list[Chunk]]],
     server: ServerConfig,
     model: str,
 ) -> web.StreamResponse:
@@ -92,12 +92,12 @@ def _after_commit(exc: BaseException, response: web.StreamResponse) -> GatewayEr
 async def _relay(
     request: web.Request,
     response: web.StreamResponse,
-    iterator: AsyncIterator[Chunk],
+    iterator: AsyncIterator[list[Chunk]],
     server: ServerConfig,
     model: str,
     guard: Watchdog,
 ) -> None:
-    """Commit the response, write every chunk (a stalled reader trips ``guard``), then [DONE]."""
+    """Commit the response, write each batch (a stalled reader trips ``guard``), then [DONE]."""
     loop = asyncio.get_running_loop()
     first = await _first_chunk(request, response, iterator, server.sse_keepalive_s)
     if not response.prepared:
@@ -106,21 +106,27 @@ async def _relay(
     write_s = server.client_write_timeout_s
     if first is not None:
         guard.arm(loop.time() + write_s)
-        await response.write(encode_data(first.raw))
+        await response.write(_encode(first))
         guard.disarm()
-        async for chunk in iterator:
+        async for batch in iterator:
             guard.arm(loop.time() + write_s)
-            await response.write(encode_data(chunk.raw))
+            await response.write(_encode(batch))
             guard.disarm()
     await response.write(DONE)
+
+
+def _encode(batch: list[Chunk]) -> bytes:
+    if len(batch) == 1:
+        return encode_data(batch[0].raw)
+    return b"".join([encode_data(chunk.raw) for chunk in batch])
 
 
 async def _first_chunk(
     request: web.Request,
     response: web.StreamResponse,
-    iterator: AsyncIterator[Chunk],
+    iterator: AsyncIterator[list[Chunk]],
     keepalive_s: float,
-) -> Chunk | None:
+) -> list[Chunk] | None:
     """Wait for the first chunk; if it is slow, commit the 200 and send keep-alive comments.
 
     A timer (not a task) starts the keep-alive writer only when needed, so a prompt first chunk

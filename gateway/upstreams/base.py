@@ -3,8 +3,9 @@
 Streams are async context managers: entering returns once the upstream accepted the request
 (response headers received, errors before that raise a ``GatewayError`` while the gateway can still
 answer with a status), iterating yields ``chat.completion.chunk`` payloads up to (not including)
-``[DONE]``, and leaving always releases the upstream connection -- also when the consumer is
-cancelled because the client went away.
+``[DONE]`` in batches -- the chunks that arrived together, never empty -- so that a burst costs one
+client write instead of one per chunk, and leaving always releases the upstream connection --
+also when the consumer is cancelled because the client went away.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class Upstream(Protocol):
             GatewayError: mapped upstream failures.
         """
 
-    def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
+    def stream(
+        self, request: UpstreamRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[list[Chunk]]]:
         """A streamed completion (see the module docstring for the phases)."""
 
     async def embed(self, request: UpstreamRequest) -> Payload:

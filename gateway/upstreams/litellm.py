@@ -16,7 +16,7 @@ from typing import Final
 import aiohttp
 
 from gateway.config import UpstreamConfig
-from gateway.errors import UpstreamProtocolError, UpstreamTimeout
+from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from gateway.sse import DONE_DATA, SSEDecoder, SSEEvent
 from gateway.upstreams.base import UpstreamRequest
 from gateway.upstreams.errors import error_from_event, error_from_status, map_upstream_errors
@@ -80,7 +80,7 @@ class LiteLLMUpstream:
         return Payload(body)
 
     @contextlib.asynccontextmanager
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[AsyncIterator[Chunk]]:
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[AsyncIterator[list[Chunk]]]:
         loop = asyncio.get_running_loop()
         config = self._config
         deadline = loop.time() + config.total_timeout_s
@@ -118,7 +118,7 @@ class LiteLLMUpstream:
         watchdog: Watchdog,
         state: _StreamState,
         deadline: float,
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[list[Chunk]]:
         decoder = SSEDecoder(self._config.max_event_bytes)
         content = resp.content
         clock = asyncio.get_running_loop().time
@@ -129,23 +129,35 @@ class LiteLLMUpstream:
                 data = await content.readany()
                 watchdog.disarm()
                 events = decoder.feed(data) if data else decoder.flush()
-                for event in events:
-                    if event.data == DONE_DATA:
-                        state.done = True
-                        return
-                    yield self._chunk(event)
+                batch, error = self._batch(events, state)
+                if batch:
+                    yield batch
+                if error is not None:
+                    raise error
+                if state.done:
+                    return
                 if not data:
                     raise UpstreamProtocolError(
                         f"upstream {self.name!r} ended the stream before [DONE]"
                     )
 
-    def _chunk(self, event: SSEEvent) -> Chunk:
-        chunk = Chunk(event.data)
-        # Parsed (about a microsecond with orjson) so that nothing but JSON objects reaches
-        # clients: openai-node throws on non-JSON data. The raw bytes are still what is sent.
-        if "error" in chunk.obj:
-            raise error_from_event(chunk.obj, self.name)
-        return chunk
+    def _batch(
+        self, events: list[SSEEvent], state: _StreamState
+    ) -> tuple[list[Chunk], GatewayError | None]:
+        """The chunks of one read, up to ``[DONE]`` or an error event (returned, to raise after
+        the chunks before it were delivered)."""
+        batch: list[Chunk] = []
+        for event in events:
+            if event.data == DONE_DATA:
+                state.done = True
+                break
+            chunk = Chunk(event.data)
+            # Parsed (about a microsecond with orjson) so that nothing but JSON objects reaches
+            # clients: openai-node throws on non-JSON data. The raw bytes are what is sent.
+            if "error" in chunk.obj:
+                return batch, error_from_event(chunk.obj, self.name)
+            batch.append(chunk)
+        return batch, None
 
 
 class _StreamState:
