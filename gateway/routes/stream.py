@@ -104,14 +104,12 @@ async def _relay(
         await response.prepare(request)
     request.app[METRICS].ttft.observe(loop.time() - request[REQUEST_CONTEXT].started_at, (model,))
     write_s = server.client_write_timeout_s
-    if first is not None:
+    batch = first
+    while batch is not None:
         guard.arm(loop.time() + write_s)
-        await response.write(_encode(first))
+        await response.write(_encode(batch))
         guard.disarm()
-        async for batch in iterator:
-            guard.arm(loop.time() + write_s)
-            await response.write(_encode(batch))
-            guard.disarm()
+        batch = await anext(iterator, None)
     await response.write(DONE)
 
 

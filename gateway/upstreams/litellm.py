@@ -91,8 +91,10 @@ class LiteLLMUpstream:
         watchdog = Watchdog(loop, lambda now: _expire(resp, now, deadline, config))
         try:
             if resp.status != 200:
+                # The error body gets the same deadline as the headers before it.
                 with map_upstream_errors(self.name, "first_byte", config.first_byte_timeout_s):
-                    await self._raise_for_status(resp)
+                    async with asyncio.timeout(config.first_byte_timeout_s):
+                        await self._raise_for_status(resp)
             yield self._chunks(resp, watchdog, state, deadline)
         finally:
             watchdog.close()
