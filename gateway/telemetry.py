@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
@@ -242,8 +241,3 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-
-
-def monotonic() -> float:
-    """Monotonic seconds (the clock for durations)."""
-    return time.monotonic()
