@@ -104,9 +104,15 @@ class UnprocessableEntity(InvalidRequest):
 
 
 class AuthenticationFailed(RequestRejected):
+    """Missing, malformed, expired or unverifiable credentials (RFC 6750 challenge attached)."""
+
     status = 401
     type = "authentication_error"
     default_code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        """``WWW-Authenticate: Bearer`` as RFC 6750 section 3 asks of every 401."""
+        return {**super().headers(), "www-authenticate": 'Bearer realm="gateway"'}
 
 
 class PermissionDenied(RequestRejected):
@@ -124,6 +130,14 @@ class ModelNotFound(NotFound):
 
 class MethodNotAllowed(RequestRejected):
     status = 405
+
+    def __init__(self, message: str, *, allowed: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.allowed = tuple(sorted(set(allowed)))
+
+    def headers(self) -> dict[str, str]:
+        """``Allow`` lists the methods the path accepts (RFC 9110 section 15.5.6)."""
+        return {**super().headers(), "allow": ", ".join(self.allowed)}
 
 
 class RateLimited(RequestRejected):

@@ -42,8 +42,11 @@ def _from_http_exception(
 ) -> GatewayError:
     if exc.status == 404:
         return NotFound(f"Unknown request URL: {request.method} {request.path}")
-    if exc.status == 405:
-        return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed for {request.path}",
+            allowed=exc.allowed_methods,
+        )
     if exc.status == 413:
         return PayloadTooLarge(f"request body exceeds the limit of {max_body_bytes} bytes")
     return GatewayError(exc.reason, status=exc.status)

@@ -155,9 +155,12 @@ class LiteLLMUpstream:
                 break
             chunk = Chunk(event.data)
             # Parsed (about a microsecond with orjson) so that nothing but JSON objects reaches
-            # clients: openai-node throws on non-JSON data. The raw bytes are what is sent.
-            if "error" in chunk.obj:
+            # clients: openai-node throws on non-JSON data. The raw bytes are what is sent, unless
+            # the event spanned several ``data:`` lines: those are re-serialised onto one line.
+            if chunk.obj.get("error"):
                 return batch, error_from_event(chunk.obj, self.name)
+            if b"\n" in event.data:
+                chunk = Chunk(obj=chunk.obj)
             batch.append(chunk)
         return batch, None
 

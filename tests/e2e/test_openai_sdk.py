@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import array
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+import asyncio
+import base64
+import hashlib
+import struct
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import Any, Literal
 
 import orjson
 import pytest
+from aiohttp import web
 from openai import (
+    APIError,
     APIStatusError,
     AsyncOpenAI,
     BadRequestError,
@@ -16,15 +23,19 @@ from openai import (
     NotFoundError,
     OpenAI,
     RateLimitError,
+    UnprocessableEntityError,
 )
 from openai.types.chat import (
+    ChatCompletionChunk,
     ChatCompletionMessageFunctionToolCall,
     ChatCompletionMessageParam,
     ChatCompletionToolParam,
 )
 
+from gateway.config import ModelConfig
 from gateway.demo import Behaviour
-from tests.stack import Stack
+from gateway.telemetry import Metrics
+from tests.stack import BackgroundLoop, Stack, make_config, start_gateway
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 TOOLS: list[ChatCompletionToolParam] = [
@@ -403,3 +414,248 @@ def test_sdk_retries_rate_limit_as_told(stack: Stack) -> None:
         sdk.chat.completions.create(model="test-chat", messages=MESSAGES)
     assert caught.value.response.headers["retry-after-ms"] == "10"
     assert len(stack.fake.requests) == 3
+
+
+# --- failures inside a stream, keep-alives, deadlines --------------------------------------------
+
+
+def _collect(events: Iterable[ChatCompletionChunk], parts: list[str]) -> None:
+    for event in events:
+        parts.extend(choice.delta.content or "" for choice in event.choices)
+
+
+async def _acollect(events: AsyncIterable[ChatCompletionChunk], parts: list[str]) -> None:
+    async for event in events:
+        parts.extend(choice.delta.content or "" for choice in event.choices)
+
+
+def test_mid_stream_error_event_raises_api_error(stack: Stack, client: OpenAI) -> None:
+    stack.fake.behaviours["fake-chat"] = Behaviour(error_after=2, text="one two three four")
+    parts: list[str] = []
+    with (
+        client.chat.completions.create(model="test-chat", messages=MESSAGES, stream=True) as events,
+        pytest.raises(APIError) as caught,
+    ):
+        _collect(events, parts)
+    assert "".join(parts) == "one two"  # what came before the failure was delivered
+    assert not isinstance(caught.value, APIStatusError)  # the HTTP status was 200
+    assert caught.value.type == "api_error"
+    assert "model crashed" not in caught.value.message  # the upstream's text stays upstream
+    assert caught.value.message
+
+
+async def test_idle_upstream_mid_stream_raises_api_error(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(upstream={"idle_timeout_s": 0.2})
+    stack.fake.behaviours["fake-chat"] = Behaviour(stall_after=2, text="one two three")
+    parts: list[str] = []
+    async with AsyncOpenAI(base_url=stack.v1, api_key="client-token", max_retries=0) as sdk:
+        stream = await sdk.chat.completions.create(
+            model="test-chat", messages=MESSAGES, stream=True
+        )
+        with pytest.raises(APIError) as caught:
+            await _acollect(stream, parts)
+    assert "".join(parts) == "one two"
+    assert caught.value.type == "timeout"
+    assert caught.value.code == "idle_timeout"
+
+
+def test_keepalive_comments_are_invisible_to_the_sdk(
+    make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = make_stack(server={"sse_keepalive_s": 0.05})
+    stack.fake.behaviours["fake-chat"] = Behaviour(text=TEXT)
+    send_events = stack.fake._send_events
+
+    async def late_first_chunk(*args: Any) -> None:
+        await asyncio.sleep(0.3)  # the fake's 200 is out, its first event is late
+        await send_events(*args)
+
+    monkeypatch.setattr(stack.fake, "_send_events", late_first_chunk)
+    with (
+        OpenAI(base_url=stack.v1, api_key="client-token", max_retries=0) as sdk,
+        sdk.chat.completions.with_streaming_response.create(
+            model="test-chat", messages=MESSAGES, stream=True
+        ) as raw,
+    ):
+        events = raw.parse()
+        text = "".join(c.delta.content or "" for e in events for c in e.choices)
+        assert raw.headers["x-request-id"].startswith("req_")
+    assert text == TEXT
+
+
+def test_sdk_does_not_retry_a_first_byte_timeout(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(upstream={"first_byte_timeout_s": 0.2})
+    stack.fake.behaviours["fake-chat"] = Behaviour(header_delay_s=1.0)
+    with (
+        OpenAI(base_url=stack.v1, api_key="client-token", max_retries=2) as sdk,
+        pytest.raises(InternalServerError) as caught,
+    ):
+        sdk.chat.completions.create(model="test-chat", messages=MESSAGES, stream=True)
+    _request_id(caught.value)
+    assert caught.value.status_code == 504
+    assert caught.value.code == "first_byte_timeout"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert len(stack.fake.requests) == 1
+
+
+# --- upstream statuses as SDK exceptions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize(
+    ("upstream", "exception", "status"),
+    [
+        (400, BadRequestError, 400),
+        (404, NotFoundError, 404),
+        (413, APIStatusError, 413),
+        (422, UnprocessableEntityError, 422),
+        (403, InternalServerError, 502),
+        (408, InternalServerError, 504),
+        (503, InternalServerError, 503),
+    ],
+)
+async def test_upstream_status_becomes_sdk_exception(
+    stack: Stack,
+    aclient: AsyncOpenAI,
+    upstream: int,
+    exception: type[APIStatusError],
+    status: int,
+    stream: bool,
+) -> None:
+    stack.fake.behaviours["fake-chat"] = Behaviour(status=upstream)
+    with pytest.raises(APIStatusError) as caught:
+        await aclient.chat.completions.create(model="test-chat", messages=MESSAGES, stream=stream)
+    assert type(caught.value) is exception
+    assert caught.value.status_code == status
+    _request_id(caught.value)
+    assert len(stack.fake.requests) == 1
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+async def test_concurrent_streams_do_not_mix(stack: Stack, aclient: AsyncOpenAI) -> None:
+    """Sixteen interleaved streams with 1-4 choices each: every choice gets exactly the text."""
+    stack.fake.behaviours["fake-chat"] = Behaviour(text=TEXT, chunk_delay_s=0.005)
+
+    async def one(i: int) -> tuple[int, dict[int, str], set[str]]:
+        n = 1 + i % 4
+        texts: dict[int, str] = {}
+        finishes: set[str] = set()
+        stream = await aclient.chat.completions.create(
+            model="test-chat",
+            messages=[{"role": "user", "content": f"request {i}"}],
+            stream=True,
+            n=n,
+        )
+        async with stream:
+            async for event in stream:
+                for choice in event.choices:
+                    texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+                    if choice.finish_reason is not None:
+                        finishes.add(choice.finish_reason)
+        return n, texts, finishes
+
+    results = await asyncio.gather(*(one(i) for i in range(16)))
+    for n, texts, finishes in results:
+        assert texts == dict.fromkeys(range(n), TEXT)
+        assert finishes == {"stop"}
+    assert sorted(body["n"] for body in _chat_bodies(stack)) == sorted(1 + i % 4 for i in range(16))
+    assert stack.metrics.open_streams.values == {(): 0.0}
+
+
+# --- embeddings: exact values, and an upstream that ignores encoding_format ----------------------
+
+
+def _fake_vector(text: str, dims: int = 8) -> list[float]:
+    """The fake upstream's embedding of ``text``, computed independently (gateway/demo.py)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[i % len(digest)] - 128) / 128, 4) for i in range(dims)]
+
+
+def _floats(embedding: list[float] | str) -> list[float]:
+    """An embedding as floats (the SDK hands back the base64 string when base64 was explicit)."""
+    if isinstance(embedding, list):
+        return embedding
+    packed = base64.b64decode(embedding, validate=True)
+    return list(struct.unpack(f"<{len(packed) // 4}f", packed))
+
+
+@pytest.mark.parametrize("encoding", ["base64", "float", None])
+def test_embeddings_equal_the_upstream_vectors(
+    stack: Stack, client: OpenAI, encoding: Literal["base64", "float"] | None
+) -> None:
+    inputs = ["alpha", "beta", "gamma"]
+    if encoding is None:
+        result = client.embeddings.create(model="test-embed", input=inputs)
+    else:
+        result = client.embeddings.create(
+            model="test-embed", input=inputs, encoding_format=encoding
+        )
+    (_, body), *_ = stack.fake.requests
+    assert body["encoding_format"] == (encoding or "base64")  # forwarded as the client asked
+    assert [d.index for d in result.data] == [0, 1, 2]
+    for item, text in zip(result.data, inputs, strict=True):
+        tolerance = 1e-7 if encoding == "float" else 1e-6  # float32 on the base64 path
+        assert _floats(item.embedding) == pytest.approx(_fake_vector(text), abs=tolerance)
+    assert result.model == "fake-embed"
+
+
+UPSTREAM_ENCODING = {"floats-only": "float", "base64-only": "base64"}
+
+
+async def _stubborn_embeddings(request: web.Request) -> web.Response:
+    """An upstream that answers in one encoding whatever the request asked for."""
+    body = orjson.loads(await request.read())
+    data = []
+    for index, text in enumerate(body["input"]):
+        vector = _fake_vector(text)
+        embedding: object = vector
+        if UPSTREAM_ENCODING[body["model"]] == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    usage = {"prompt_tokens": 2, "total_tokens": 2}
+    return web.json_response(
+        {"object": "list", "data": data, "model": body["model"], "usage": usage}
+    )
+
+
+@pytest.fixture
+def stubborn_v1(background: BackgroundLoop) -> Iterator[str]:
+    async def start_upstream() -> tuple[web.AppRunner, int]:
+        app = web.Application()
+        app.router.add_post("/v1/embeddings", _stubborn_embeddings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner, int(runner.addresses[0][1])
+
+    upstream, port = background.run(start_upstream())
+    models = {
+        name: ModelConfig(upstream="fake", target=name, kind="embedding")
+        for name in UPSTREAM_ENCODING
+    }
+    config = replace(make_config(f"http://127.0.0.1:{port}"), models=models)
+    gateway, gateway_port = background.run(start_gateway(config, Metrics()))
+    yield f"http://127.0.0.1:{gateway_port}/v1"
+    background.run(gateway.cleanup())
+    background.run(upstream.cleanup())
+
+
+@pytest.mark.parametrize("model", list(UPSTREAM_ENCODING))
+@pytest.mark.parametrize("encoding", ["base64", "float"])
+def test_embeddings_reencoded_when_the_upstream_ignores_the_format(
+    stubborn_v1: str, model: str, encoding: Literal["base64", "float"]
+) -> None:
+    """The gateway converts between float lists and little-endian float32 base64 as needed."""
+    inputs = ["one", "two"]
+    with OpenAI(base_url=stubborn_v1, api_key="client-token", max_retries=0) as sdk:
+        raw = sdk.embeddings.with_raw_response.create(
+            model=model, input=inputs, encoding_format=encoding
+        )
+    wire = orjson.loads(raw.content)["data"]
+    expected_type = str if encoding == "base64" else list
+    assert all(isinstance(item["embedding"], expected_type) for item in wire)
+    result = raw.parse()
+    for item, text in zip(result.data, inputs, strict=True):
+        assert _floats(item.embedding) == pytest.approx(_fake_vector(text), abs=1e-6)

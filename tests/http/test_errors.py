@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -277,3 +278,126 @@ async def test_metrics_after_traffic(stack: Stack, http: aiohttp.ClientSession) 
     assert _sample(text, "gateway_open_streams") == 0
     assert _sample(text, "gateway_request_duration_seconds_count", route=CHAT) == 3
     assert _sample(text, "gateway_request_duration_seconds_bucket", route=CHAT, le="+Inf") == 3
+
+
+# --- 405 details, bodies that only grow past the limit while being read --------------------------
+
+
+async def test_405_names_the_allowed_method(stack: Stack, http: aiohttp.ClientSession) -> None:
+    """RFC 9110 §15.5.6: a 405 response MUST carry ``Allow`` with the supported methods."""
+    for method in ("GET", "PUT", "DELETE"):
+        async with http.request(method, stack.url + CHAT) as response:
+            await _error(response, 405)
+            allow = {m.strip() for m in response.headers.get("Allow", "").split(",")}
+        assert "POST" in allow, method
+
+
+async def test_chunked_body_over_limit_is_413(
+    make_stack: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    """No Content-Length to check up front: the limit holds while the body streams in."""
+    stack = make_stack(server={"max_body_bytes": 2048})
+    body = orjson.dumps(
+        {"model": "test-chat", "messages": [{"role": "user", "content": "x" * 8000}]}
+    )
+
+    async def parts() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    async with http.post(stack.url + CHAT, data=parts()) as response:
+        assert "Content-Length" not in response.request_info.headers
+        await _error(response, 413)
+    assert len(stack.fake.requests) == 0
+
+
+async def test_compressed_body_is_limited_by_its_decoded_size(
+    make_stack: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    """A small gzip body that inflates past ``max_body_bytes`` is refused (no zip bomb)."""
+    stack = make_stack(server={"max_body_bytes": 2048})
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    small = orjson.dumps({"model": "test-chat", "messages": HI})
+    async with http.post(stack.url + CHAT, data=gzip.compress(small), headers=headers) as response:
+        assert response.status == 200
+        await response.read()
+    bomb = orjson.dumps(
+        {"model": "test-chat", "messages": [{"role": "user", "content": "x" * 1_000_000}]}
+    )
+    compressed = gzip.compress(bomb)
+    assert len(compressed) < 2048
+    async with http.post(stack.url + CHAT, data=compressed, headers=headers) as response:
+        error = await _error(response, 413)
+    assert "2048" in error["message"]
+    assert len(stack.fake.requests) == 1
+
+
+# --- upstream statuses (non-stream) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("upstream", "status", "passes_message"),
+    [
+        (400, 400, True),
+        (404, 404, True),
+        (409, 400, True),
+        (413, 413, True),
+        (422, 422, True),
+        (401, 502, False),
+        (403, 502, False),
+        (408, 504, False),
+        (500, 502, False),
+        (502, 502, False),
+        (503, 503, False),
+        (504, 502, False),
+    ],
+)
+async def test_upstream_status_mapping(
+    stack: Stack, http: aiohttp.ClientSession, upstream: int, status: int, passes_message: bool
+) -> None:
+    stack.fake.behaviours["fake-chat"] = Behaviour(status=upstream)
+    body = orjson.dumps({"model": "test-chat", "messages": HI})
+    error = await _post(http, stack.url + CHAT, body, status)
+    # The upstream's own 4xx message helps the caller; its 5xx/auth bodies stay upstream.
+    upstream_message = {400: "bad request from the model", 404: "no such model upstream"}.get(
+        upstream, "upstream error"
+    )
+    assert (error["message"] == upstream_message) == passes_message
+    assert error["type"] == ("invalid_request_error" if status < 500 else "api_error")
+    assert len(stack.fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("upstream_headers", "retry_after", "retry_after_ms"),
+    [
+        ({}, "1", "1000"),
+        ({"retry-after": "7"}, "7", "7000"),
+        ({"retry-after-ms": "1500"}, "2", "1500"),
+        ({"retry-after-ms": "250", "retry-after": "9"}, "1", "250"),
+        ({"retry-after": "3600"}, "1", "1000"),  # beyond the SDKs' range: not passed on
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, "1", "1000"),
+    ],
+    ids=["none", "seconds", "ms", "ms-wins", "too-long", "http-date"],
+)
+async def test_upstream_429_retry_hints(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    upstream_headers: dict[str, str],
+    retry_after: str,
+    retry_after_ms: str,
+) -> None:
+    leaky = {"x-ratelimit-remaining-requests": "0", "x-litellm-key-spend": "12.5"}
+    stack.fake.behaviours["fake-chat"] = Behaviour(
+        status=429, error_headers={**upstream_headers, **leaky}
+    )
+    async with http.post(stack.url + CHAT, json={"model": "test-chat", "messages": HI}) as resp:
+        error = await _error(resp, 429)
+        headers = resp.headers
+    assert error["type"] == "rate_limit_exceeded"
+    assert error["message"] == "upstream rate limit reached"
+    assert headers["x-should-retry"] == "true"
+    assert headers["retry-after"] == retry_after
+    assert headers["retry-after-ms"] == retry_after_ms
+    for name in leaky:  # the upstream's own accounting headers are not the client's business
+        assert name not in headers
+    assert stack.metrics.upstream_errors.values == {("fake", "status_429"): 1.0}
