@@ -1,4 +1,4 @@
-"""Per-request values shared by the layers: the request context and the parsed OpenAI requests."""
+"""Per-request values shared by the layers: the caller, the request context, the parsed requests."""
 
 from __future__ import annotations
 
@@ -20,12 +20,33 @@ def new_request_id() -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """The authenticated caller, built from verified token claims or a service key only."""
+
+    subject: str
+    """``sub`` of the token, ``key:<name>`` for a service key, ``anonymous`` with auth off."""
+    tenant_id: str
+    app_id: str | None = None
+    """The app the token or key is bound to."""
+    app_user_id: str | None = None
+    """The user's id inside the app."""
+    email: str | None = None
+    groups: tuple[str, ...] = ()
+    via: str
+    """How the caller authenticated: ``jwt:<issuer name>``, ``api_key:<name>`` or ``anonymous``."""
+    model_scope: tuple[str, ...] = ("*",)
+    """Model aliases a service key is limited to (``*`` = no limit of its own)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestContext:
     """What every stage may know about the request being served."""
 
     request_id: str
     started_at: float
     """Loop time when the request arrived."""
+    principal: Principal | None = None
+    """The caller; set by the auth middleware (None only on public routes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

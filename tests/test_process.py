@@ -43,6 +43,13 @@ workers = {workers}
 drain_timeout_s = {drain_s}
 log_level = "warning"
 
+[auth.dev_issuer]
+enabled = true
+key_file = "{tmp_path / "dev-issuer.pem"}"
+
+[tenants."*"]
+models = ["*"]
+
 [upstreams.fake]
 kind = "openai"
 base_url = "http://127.0.0.1:{upstream_port}"

@@ -10,6 +10,10 @@ from gateway.config import Secret, load_config
 from gateway.errors import ConfigError
 
 MINIMAL = """
+[auth.issuers.users]
+issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+client_ids = ["app-client-1"]
+
 [upstreams.litellm]
 base_url = "http://127.0.0.1:4000"
 

@@ -1,4 +1,4 @@
-"""Typed, frozen gateway configuration: one TOML file plus environment overrides.
+"""Loads the configuration: one TOML file plus environment overrides, into ``GatewayConfig``.
 
 Invariants:
 - this is the only module that reads the process environment (callers pass ``environ``);
@@ -18,123 +18,16 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from gateway.config.schema import GatewayConfig
+from gateway.config.secret import Secret
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "GATEWAY__"
 ENV_CONFIG_PATH = "GATEWAY_CONFIG"
-
-UpstreamKind = Literal["litellm", "openai"]
-ModelKind = Literal["chat", "embedding"]
-ModelStatus = Literal["active", "disabled"]
-LogLevel = Literal["debug", "info", "warning", "error"]
-
-
-class Secret:
-    """A secret string that never prints itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """Return the secret; call only where it is sent on the wire."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
-        return (Secret, (self._value,))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerConfig:
-    """Listener, worker processes and HTTP-level limits."""
-
-    host: str = "127.0.0.1"
-    """Address to bind; use 0.0.0.0 in a container."""
-    port: int = 8080
-    """TCP port; 0 picks a free port (tests)."""
-    workers: int = 0
-    """Worker processes sharing the port (SO_REUSEPORT); 0 means one per CPU."""
-    max_body_bytes: int = 20 * 1024 * 1024
-    """Largest accepted request body; larger bodies get 413."""
-    sse_keepalive_s: float = 15.0
-    """Interval of `: keep-alive` comments until the upstream sends its first chunk."""
-    client_write_timeout_s: float = 60.0
-    """A stream whose client does not read for this long is aborted (slow-reader guard)."""
-    drain_timeout_s: float = 25.0
-    """On SIGTERM, open requests get this long to finish before streams end with a final event."""
-    cors_origins: tuple[str, ...] = ()
-    """Browser origins allowed by CORS (exact match, e.g. https://chat.example.com)."""
-    log_level: LogLevel = "info"
-    """Log level of the gateway's JSON logs."""
-    access_log: bool = False
-    """Per-request access log lines (method, path, status, duration; never bodies or tokens)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpstreamConfig:
-    """An OpenAI-compatible upstream (a LiteLLM proxy or any OpenAI-wire server)."""
-
-    kind: UpstreamKind = "litellm"
-    """`litellm` (LiteLLM proxy) or `openai` (any OpenAI-compatible server)."""
-    base_url: str
-    """Base URL without `/v1`, e.g. http://litellm.internal:4000."""
-    api_key: Secret | None = None
-    """The gateway's own credential for this upstream (set it via the environment)."""
-    connect_timeout_s: float = 5.0
-    """Deadline for opening a TCP connection."""
-    first_byte_timeout_s: float = 60.0
-    """Deadline from sending a request to the upstream's response headers (504 before ours)."""
-    idle_timeout_s: float = 30.0
-    """Longest gap between two stream chunks once streaming (SSE error event after ours started)."""
-    total_timeout_s: float = 600.0
-    """Deadline for a whole request, streamed or not."""
-    max_connections: int = 1000
-    """Connection pool size of this worker's client session."""
-    max_event_bytes: int = 1024 * 1024
-    """Largest upstream SSE event accepted; larger is a protocol error."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelConfig:
-    """A model alias clients ask for, and where it is served."""
-
-    upstream: str
-    """Name of the upstream (a key of `[upstreams]`)."""
-    target: str
-    """Model name sent to the upstream."""
-    kind: ModelKind = "chat"
-    """`chat` or `embedding`."""
-    owned_by: str = "gateway"
-    """`owned_by` shown in /v1/models."""
-    created: int = 0
-    """`created` (Unix seconds) shown in /v1/models."""
-    status: ModelStatus = "active"
-    """`disabled` models are hidden and answer 404."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayConfig:
-    """The whole configuration, handed to factories (there is no config singleton)."""
-
-    server: ServerConfig = field(default_factory=ServerConfig)
-    upstreams: Mapping[str, UpstreamConfig] = field(default_factory=dict)
-    models: Mapping[str, ModelConfig] = field(default_factory=dict)
 
 
 _T = TypeVar("_T")
@@ -174,7 +67,6 @@ def load_config(
     problems: list[str] = []
     _apply_env_overrides(raw, environ, problems)
     config = _build(GatewayConfig, raw, "", problems)
-    _check_references(raw, problems)
     if problems or config is None:
         raise ConfigError(problems)
     return config
@@ -233,9 +125,9 @@ def _build(cls: type[_T], raw: object, path: str, problems: list[str]) -> _T | N
         built = cls(**kwargs)
     except TypeError:  # a required field was missing; already reported
         return None
-    check = _CHECKS.get(cls)
+    check = getattr(built, "check", None)
     if check is not None:
-        check(built, path, problems)
+        problems.extend(check(path))
     return built
 
 
@@ -334,60 +226,3 @@ def _coerce_env(tp: Any, value: _EnvValue) -> object:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def _check_server(server: Any, where: str, problems: list[str]) -> None:
-    if not 0 <= server.port <= 65535:
-        problems.append(f"{where}.port: must be between 0 and 65535")
-    if server.workers < 0:
-        problems.append(f"{where}.workers: must be >= 0 (0 = one per CPU)")
-    if server.max_body_bytes < 1024:
-        problems.append(f"{where}.max_body_bytes: must be at least 1024")
-    problems.extend(
-        f"{where}.{name}: must be > 0"
-        for name in ("sse_keepalive_s", "client_write_timeout_s", "drain_timeout_s")
-        if getattr(server, name) <= 0
-    )
-    problems.extend(
-        f"{where}.cors_origins: {origin!r} must be an exact http(s) origin"
-        for origin in server.cors_origins
-        if origin == "*" or not origin.startswith(("http://", "https://"))
-    )
-
-
-def _check_upstream(up: Any, where: str, problems: list[str]) -> None:
-    if not up.base_url.startswith(("http://", "https://")):
-        problems.append(f"{where}.base_url: must be an http(s) URL")
-    problems.extend(
-        f"{where}.{timeout}: must be > 0"
-        for timeout in ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s")
-        if getattr(up, timeout) <= 0
-    )
-    if up.total_timeout_s < up.first_byte_timeout_s:
-        problems.append(f"{where}.total_timeout_s: must be >= first_byte_timeout_s")
-    if up.max_connections < 1:
-        problems.append(f"{where}.max_connections: must be >= 1")
-    if up.max_event_bytes < 1024:
-        problems.append(f"{where}.max_event_bytes: must be at least 1024")
-
-
-_CHECKS: dict[type, Callable[[Any, str, list[str]], None]] = {
-    ServerConfig: _check_server,
-    UpstreamConfig: _check_upstream,
-}
-
-
-def _check_references(raw: dict[str, Any], problems: list[str]) -> None:
-    """Rules across sections, checked on the raw tables so they are reported with the rest."""
-    models, upstreams = raw.get("models"), raw.get("upstreams")
-    if not isinstance(models, dict) or not models:
-        problems.append("models: at least one model must be configured")
-        return
-    names = set(upstreams) if isinstance(upstreams, dict) else set()
-    problems.extend(
-        f"models.{alias}.upstream: no upstream named {model['upstream']!r}"
-        for alias, model in models.items()
-        if isinstance(model, dict)
-        and isinstance(model.get("upstream"), str)
-        and model["upstream"] not in names
-    )

@@ -1,0 +1,60 @@
+"""Typed, frozen gateway configuration: the sections (``schema``, ``access``) and their loader.
+
+``loader`` is the only module of the gateway that reads the process environment.
+"""
+
+from gateway.config.access import (
+    ApiKeyConfig,
+    AppConfig,
+    AuthConfig,
+    ClaimsConfig,
+    DevIssuerConfig,
+    GroupConfig,
+    IssuerConfig,
+    TenantConfig,
+)
+from gateway.config.loader import (
+    ENV_CONFIG_PATH,
+    ENV_PREFIX,
+    config_path_from_env,
+    load_config,
+    load_config_file,
+    process_environ,
+)
+from gateway.config.schema import (
+    GatewayConfig,
+    LogLevel,
+    ModelConfig,
+    ModelKind,
+    ModelStatus,
+    ServerConfig,
+    UpstreamConfig,
+    UpstreamKind,
+)
+from gateway.config.secret import Secret
+
+__all__ = [
+    "ENV_CONFIG_PATH",
+    "ENV_PREFIX",
+    "ApiKeyConfig",
+    "AppConfig",
+    "AuthConfig",
+    "ClaimsConfig",
+    "DevIssuerConfig",
+    "GatewayConfig",
+    "GroupConfig",
+    "IssuerConfig",
+    "LogLevel",
+    "ModelConfig",
+    "ModelKind",
+    "ModelStatus",
+    "Secret",
+    "ServerConfig",
+    "TenantConfig",
+    "UpstreamConfig",
+    "UpstreamKind",
+    "config_path_from_env",
+    "load_config",
+    "load_config_file",
+    "process_environ",
+]
