@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway import lifecycle
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.policy import AccessPolicy
 from gateway.config import GatewayConfig
-from gateway.keys import CONFIG, IN_FLIGHT, METRICS, PIPELINE, SNAPSHOTS
+from gateway.keys import AUTHENTICATOR, CONFIG, IN_FLIGHT, METRICS, PIPELINE, POLICY, SNAPSHOTS
 from gateway.middleware import build_middlewares, install_response_hooks
 from gateway.pipeline import Pipeline
-from gateway.routes import add_routes
+from gateway.routes import PUBLIC_PATHS, add_routes
 from gateway.tasks import InFlight
 from gateway.telemetry import Metrics, SnapshotDir
 from gateway.upstreams.registry import UpstreamRegistry
@@ -29,8 +31,12 @@ class Services:
 def create_app(config: GatewayConfig, services: Services | None = None) -> web.Application:
     """The gateway application for one worker process."""
     services = services or Services()
+    authenticator = Authenticator(config.auth, config.api_keys)
+    policy = AccessPolicy(config)
     app = web.Application(
-        middlewares=build_middlewares(config, services.metrics),
+        middlewares=build_middlewares(
+            config, services.metrics, authenticator, policy, PUBLIC_PATHS
+        ),
         client_max_size=config.server.max_body_bytes,
         handler_args={"max_field_size": 8190},
     )
@@ -38,12 +44,15 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     app[CONFIG] = config
     app[METRICS] = services.metrics
     app[IN_FLIGHT] = InFlight()
-    app[PIPELINE] = Pipeline(registry, services.metrics)
+    app[AUTHENTICATOR] = authenticator
+    app[POLICY] = policy
+    app[PIPELINE] = Pipeline(registry, policy, services.metrics)
     if services.snapshots is not None:
         app[SNAPSHOTS] = services.snapshots
     install_response_hooks(app, config)
     add_routes(app)
     app.cleanup_ctx.append(lifecycle.upstream_clients(registry))
+    app.cleanup_ctx.append(lifecycle.authentication(authenticator))
     app.cleanup_ctx.append(lifecycle.metrics_snapshots)
     app.on_shutdown.append(lifecycle.drain)
     return app

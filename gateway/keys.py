@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.policy import AccessPolicy
 from gateway.config import GatewayConfig
 from gateway.context import RequestContext
 from gateway.pipeline import Pipeline
@@ -15,5 +17,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 METRICS = web.AppKey("metrics", Metrics)
 SNAPSHOTS = web.AppKey("snapshots", SnapshotDir)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+POLICY = web.AppKey("policy", AccessPolicy)
 
 REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

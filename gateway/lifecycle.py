@@ -1,9 +1,11 @@
 """Start-up and shutdown of one worker's resources, in order.
 
-Start: upstream clients -> metrics snapshot writer (multi-worker only).
+Start: upstream clients -> authentication (dev key, JWKS warm-up and refreshes) -> metrics
+snapshot writer (multi-worker only).
 Shutdown (``on_shutdown`` runs after aiohttp stopped accepting and closed idle connections):
 readiness off and drain in-flight requests within ``server.drain_timeout_s`` (streams still open
-then end with a ``server_shutdown`` event) -> stop the snapshot writer -> close upstream clients.
+then end with a ``server_shutdown`` event) -> stop the snapshot writer -> stop JWKS refreshes ->
+close upstream clients.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway import tasks
+from gateway.auth.authenticator import Authenticator
 from gateway.keys import CONFIG, IN_FLIGHT, METRICS, SNAPSHOTS
 from gateway.telemetry import Metrics, SnapshotDir
 from gateway.upstreams.registry import UpstreamRegistry
@@ -33,6 +36,19 @@ def upstream_clients(
         await registry.start()
         yield
         await registry.aclose()
+
+    return ctx
+
+
+def authentication(
+    authenticator: Authenticator,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Load signing keys at start-up (not ready until every JWKS loaded); stop refreshing last."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await authenticator.start()
+        yield
+        await authenticator.aclose()
 
     return ctx
 

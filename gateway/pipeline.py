@@ -2,7 +2,8 @@
 
     admit -> redact input -> call upstream -> transform stream -> settle
 
-Today's stages are resolve (model -> upstream), call upstream and the embedding encoding fix-up;
+Today's stages are authorize (may this principal call this model?), resolve (model -> upstream),
+call upstream and the embedding encoding fix-up;
 admission, redaction, transducers and settlement plug in here (each L1 package stays unaware of the
 others). Streams are context managers so that leaving them -- normally, on error or on
 cancellation -- always releases the upstream.
@@ -16,11 +17,18 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 
-from gateway.config import ModelConfig
-from gateway.context import ChatRequest, EmbeddingRequest, RequestContext
-from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.auth.policy import AccessPolicy
+from gateway.config import ModelConfig, ModelKind
+from gateway.context import ChatRequest, EmbeddingRequest, Principal, RequestContext
+from gateway.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
 from gateway.telemetry import Metrics
-from gateway.upstreams.base import UpstreamRequest
+from gateway.upstreams.base import Upstream, UpstreamRequest
 from gateway.upstreams.registry import UpstreamRegistry
 from gateway.wire import Chunk, JSONObject, Payload, WireError
 
@@ -28,13 +36,28 @@ from gateway.wire import Chunk, JSONObject, Payload, WireError
 class Pipeline:
     """Serves validated requests through the configured upstreams."""
 
-    def __init__(self, registry: UpstreamRegistry, metrics: Metrics) -> None:
+    def __init__(self, registry: UpstreamRegistry, policy: AccessPolicy, metrics: Metrics) -> None:
         self._registry = registry
+        self._policy = policy
         self._metrics = metrics
 
-    def models(self) -> Mapping[str, ModelConfig]:
-        """The models clients may call, by alias."""
-        return self._registry.models()
+    def models(self, ctx: RequestContext) -> Mapping[str, ModelConfig]:
+        """The models the caller may call, by alias (exactly what invocation accepts)."""
+        return self._policy.models_for(_principal(ctx))
+
+    def model(self, ctx: RequestContext, alias: str) -> ModelConfig:
+        """The model ``alias`` if the caller may call it.
+
+        Raises:
+            ModelNotFound: unknown, disabled or not permitted.
+        """
+        return self._policy.require_model(_principal(ctx), alias)
+
+    def _resolve(
+        self, ctx: RequestContext, alias: str, kind: ModelKind
+    ) -> tuple[ModelConfig, Upstream]:
+        self._policy.require_model(_principal(ctx), alias)
+        return self._registry.resolve(alias, kind)
 
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> Payload:
         """A non-streamed chat completion.
@@ -42,7 +65,7 @@ class Pipeline:
         Raises:
             GatewayError: unknown model or upstream failure.
         """
-        model, upstream = self._registry.resolve(request.model, "chat")
+        model, upstream = self._resolve(ctx, request.model, "chat")
         with self._observe(upstream.name):
             payload = await upstream.complete(_upstream_request(ctx, request.body, model.target))
             _require_object(payload, upstream.name)
@@ -57,7 +80,7 @@ class Pipeline:
         Raises:
             GatewayError: unknown model, or upstream failure before or during the stream.
         """
-        model, upstream = self._registry.resolve(request.model, "chat")
+        model, upstream = self._resolve(ctx, request.model, "chat")
         with self._observe(upstream.name):
             async with upstream.stream(
                 _upstream_request(ctx, request.body, model.target)
@@ -70,7 +93,7 @@ class Pipeline:
         Raises:
             GatewayError: unknown model or upstream failure.
         """
-        model, upstream = self._registry.resolve(request.model, "embedding")
+        model, upstream = self._resolve(ctx, request.model, "embedding")
         with self._observe(upstream.name):
             payload = await upstream.embed(_upstream_request(ctx, request.body, model.target))
             _require_object(payload, upstream.name)
@@ -93,6 +116,12 @@ class Pipeline:
             if exc.http_status >= 429:  # an upstream 429 passed through
                 self._metrics.upstream_errors.inc((upstream, f"status_{exc.http_status}"))
             raise
+
+
+def _principal(ctx: RequestContext) -> Principal:
+    if ctx.principal is None:  # the auth middleware runs before every model route
+        raise AuthenticationFailed("Missing credentials.")
+    return ctx.principal
 
 
 def _upstream_request(ctx: RequestContext, body: JSONObject, target: str) -> UpstreamRequest:

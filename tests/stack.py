@@ -16,9 +16,19 @@ import uvloop
 from aiohttp import web
 
 from gateway.app import Services, create_app
-from gateway.config import GatewayConfig, ModelConfig, Secret, ServerConfig, UpstreamConfig
+from gateway.config import (
+    AuthConfig,
+    DevIssuerConfig,
+    GatewayConfig,
+    ModelConfig,
+    Secret,
+    ServerConfig,
+    TenantConfig,
+    UpstreamConfig,
+)
 from gateway.demo import FakeOpenAI, start_fake
 from gateway.telemetry import Metrics
+from tests import identity
 
 _T = TypeVar("_T")
 UPSTREAM_KEY = "sk-gateway-own-upstream-key"
@@ -47,9 +57,12 @@ def make_config(
     server: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Any] | None = None,
 ) -> GatewayConfig:
-    """A test configuration: one fake upstream, a chat and an embedding model."""
+    """A test configuration: one fake upstream, a chat and an embedding model, the test issuer, and
+    tenant ``tests`` allowed every model."""
     return GatewayConfig(
         server=ServerConfig(**{"port": 0, "workers": 1, **(server or {})}),
+        auth=test_auth(),
+        tenants={identity.TENANT: TenantConfig(models=("*",))},
         upstreams={
             "fake": UpstreamConfig(
                 base_url=upstream_url, api_key=Secret(UPSTREAM_KEY), **(upstream or {})
@@ -61,6 +74,17 @@ def make_config(
             "hidden": ModelConfig(upstream="fake", target="fake-chat", status="disabled"),
         },
     )
+
+
+def test_auth(**overrides: Any) -> AuthConfig:
+    """Authentication through the session's dev-issuer key (``tests.identity``)."""
+    dev = DevIssuerConfig(
+        enabled=True,
+        issuer=identity.ISSUER,
+        key_file=identity.key_file(),
+        client_id=identity.CLIENT_ID,
+    )
+    return AuthConfig(**{"dev_issuer": dev, **overrides})
 
 
 @dataclass

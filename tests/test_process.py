@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from gateway.demo import Behaviour, FakeOpenAI, start_fake
+from tests import identity
 from tests.stack import BackgroundLoop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,9 @@ log_level = "warning"
 
 [auth.dev_issuer]
 enabled = true
-key_file = "{tmp_path / "dev-issuer.pem"}"
+issuer = "{identity.ISSUER}"
+client_id = "{identity.CLIENT_ID}"
+key_file = "{identity.key_file()}"
 
 [tenants."*"]
 models = ["*"]
@@ -95,7 +98,10 @@ def _chat(port: int, model: str, *, stream: bool) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
     conn.request(
-        "POST", "/v1/chat/completions", orjson.dumps(body), {"Content-Type": "application/json"}
+        "POST",
+        "/v1/chat/completions",
+        orjson.dumps(body),
+        {"Content-Type": "application/json", **identity.bearer()},
     )
     response = conn.getresponse()
     data = response.read()

@@ -12,6 +12,7 @@ from openai import OpenAI
 from gateway.demo import Behaviour, FakeOpenAI, start_fake
 from gateway.telemetry import Metrics
 from tests.fakes.litellm_proxy import run_litellm_proxy
+from tests.identity import default_token
 from tests.stack import UPSTREAM_KEY, BackgroundLoop, make_config, start_gateway
 
 TEXT = "Through two proxies, every token arrives in order and intact."
@@ -42,8 +43,8 @@ def chain(background: BackgroundLoop) -> Iterator[Chain]:
 
 
 def _client(chain: Chain) -> OpenAI:
-    # The client's own token is not LiteLLM's master key: success proves the gateway sent its own.
-    return OpenAI(base_url=chain.gateway, api_key="client-token-not-for-upstream", max_retries=0)
+    # The client's token is not LiteLLM's master key: success proves the gateway sent its own.
+    return OpenAI(base_url=chain.gateway, api_key=default_token(), max_retries=0)
 
 
 def test_non_streamed_completion_through_litellm(chain: Chain) -> None:
@@ -67,7 +68,7 @@ def test_streamed_completion_through_litellm(chain: Chain) -> None:
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     headers, body = chain.fake.requests[-1]
     assert body["stream"] is True
-    assert "client-token-not-for-upstream" not in str(headers)
+    assert default_token() not in str(headers)
 
 
 def test_upstream_rate_limit_through_litellm(chain: Chain) -> None:

@@ -35,6 +35,7 @@ from openai.types.chat import (
 from gateway.config import ModelConfig
 from gateway.demo import Behaviour
 from gateway.telemetry import Metrics
+from tests.identity import default_token
 from tests.stack import BackgroundLoop, Stack, make_config, start_gateway
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
@@ -58,13 +59,13 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[OpenAI]:
-    with OpenAI(base_url=stack.v1, api_key="client-token", max_retries=0) as sdk:
+    with OpenAI(base_url=stack.v1, api_key=default_token(), max_retries=0) as sdk:
         yield sdk
 
 
 @pytest.fixture
 async def aclient(stack: Stack) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(base_url=stack.v1, api_key="client-token", max_retries=0) as sdk:
+    async with AsyncOpenAI(base_url=stack.v1, api_key=default_token(), max_retries=0) as sdk:
         yield sdk
 
 
@@ -382,7 +383,7 @@ async def test_upstream_500_async_stream(stack: Stack, aclient: AsyncOpenAI) -> 
 def test_body_over_limit_is_413(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(server={"max_body_bytes": 2048})
     big: list[ChatCompletionMessageParam] = [{"role": "user", "content": "x" * 4096}]
-    with OpenAI(base_url=stack.v1, api_key="client-token", max_retries=0) as sdk:
+    with OpenAI(base_url=stack.v1, api_key=default_token(), max_retries=0) as sdk:
         with pytest.raises(APIStatusError) as caught:
             sdk.chat.completions.create(model="test-chat", messages=big)
         _request_id(caught.value)
@@ -398,7 +399,7 @@ def test_body_over_limit_is_413(make_stack: Callable[..., Stack]) -> None:
 
 def test_sdk_does_not_retry_terminal_upstream_500(stack: Stack) -> None:
     stack.fake.behaviours["fake-chat"] = Behaviour(status=500)
-    sdk = OpenAI(base_url=stack.v1, api_key="client-token", max_retries=2)
+    sdk = OpenAI(base_url=stack.v1, api_key=default_token(), max_retries=2)
     with sdk, pytest.raises(InternalServerError):
         sdk.chat.completions.create(model="test-chat", messages=MESSAGES)
     assert len(stack.fake.requests) == 1
@@ -409,7 +410,7 @@ def test_sdk_retries_rate_limit_as_told(stack: Stack) -> None:
     stack.fake.behaviours["fake-chat"] = Behaviour(
         status=429, error_headers={"retry-after-ms": "10"}
     )
-    sdk = OpenAI(base_url=stack.v1, api_key="client-token", max_retries=2)
+    sdk = OpenAI(base_url=stack.v1, api_key=default_token(), max_retries=2)
     with sdk, pytest.raises(RateLimitError) as caught:
         sdk.chat.completions.create(model="test-chat", messages=MESSAGES)
     assert caught.value.response.headers["retry-after-ms"] == "10"
@@ -448,7 +449,7 @@ async def test_idle_upstream_mid_stream_raises_api_error(make_stack: Callable[..
     stack = make_stack(upstream={"idle_timeout_s": 0.2})
     stack.fake.behaviours["fake-chat"] = Behaviour(stall_after=2, text="one two three")
     parts: list[str] = []
-    async with AsyncOpenAI(base_url=stack.v1, api_key="client-token", max_retries=0) as sdk:
+    async with AsyncOpenAI(base_url=stack.v1, api_key=default_token(), max_retries=0) as sdk:
         stream = await sdk.chat.completions.create(
             model="test-chat", messages=MESSAGES, stream=True
         )
@@ -472,7 +473,7 @@ def test_keepalive_comments_are_invisible_to_the_sdk(
 
     monkeypatch.setattr(stack.fake, "_send_events", late_first_chunk)
     with (
-        OpenAI(base_url=stack.v1, api_key="client-token", max_retries=0) as sdk,
+        OpenAI(base_url=stack.v1, api_key=default_token(), max_retries=0) as sdk,
         sdk.chat.completions.with_streaming_response.create(
             model="test-chat", messages=MESSAGES, stream=True
         ) as raw,
@@ -487,7 +488,7 @@ def test_sdk_does_not_retry_a_first_byte_timeout(make_stack: Callable[..., Stack
     stack = make_stack(upstream={"first_byte_timeout_s": 0.2})
     stack.fake.behaviours["fake-chat"] = Behaviour(header_delay_s=1.0)
     with (
-        OpenAI(base_url=stack.v1, api_key="client-token", max_retries=2) as sdk,
+        OpenAI(base_url=stack.v1, api_key=default_token(), max_retries=2) as sdk,
         pytest.raises(InternalServerError) as caught,
     ):
         sdk.chat.completions.create(model="test-chat", messages=MESSAGES, stream=True)
@@ -649,7 +650,7 @@ def test_embeddings_reencoded_when_the_upstream_ignores_the_format(
 ) -> None:
     """The gateway converts between float lists and little-endian float32 base64 as needed."""
     inputs = ["one", "two"]
-    with OpenAI(base_url=stubborn_v1, api_key="client-token", max_retries=0) as sdk:
+    with OpenAI(base_url=stubborn_v1, api_key=default_token(), max_retries=0) as sdk:
         raw = sdk.embeddings.with_raw_response.create(
             model=model, input=inputs, encoding_format=encoding
         )

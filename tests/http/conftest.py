@@ -9,12 +9,15 @@ import aiohttp
 import orjson
 import pytest
 
+from tests.identity import bearer
+
 ERROR_KEYS = {"message", "type", "param", "code"}
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    """A client session that sends the default test token with every request."""
+    async with aiohttp.ClientSession(headers=bearer()) as session:
         yield session
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.config import ModelConfig
 from gateway.telemetry import Metrics
+from tests.identity import bearer
 from tests.stack import BackgroundLoop, make_config, start_gateway
 
 
@@ -58,7 +59,10 @@ def gateway_url(background: BackgroundLoop) -> Iterator[str]:
 
 async def _events(url: str, model: str) -> list[bytes]:
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+    async with (
+        aiohttp.ClientSession(headers=bearer()) as http,
+        http.post(url, json=body) as response,
+    ):
         assert response.status == 200
         raw = await response.read()
     return raw.split(b"\n\n")[:-1]

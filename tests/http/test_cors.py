@@ -11,6 +11,7 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from gateway.demo import Behaviour
+from tests.identity import bearer
 from tests.stack import Stack
 
 ORIGIN = "https://chat.example.com"
@@ -176,7 +177,7 @@ async def test_post_from_allowed_origin(
     cors_stack: Stack, http: aiohttp.ClientSession, stream: bool
 ) -> None:
     body = {"model": "test-chat", "messages": HI, "stream": stream}
-    headers = {"Origin": ORIGIN, "Authorization": "Bearer t"}
+    headers = {"Origin": ORIGIN, **bearer()}
     async with http.post(cors_stack.url + CHAT, json=body, headers=headers) as response:
         raw = await response.read()
         assert response.status == 200

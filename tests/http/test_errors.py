@@ -13,6 +13,7 @@ import pytest
 
 from gateway.demo import Behaviour
 from tests.http.conftest import read_error
+from tests.identity import bearer
 from tests.stack import Stack
 
 CHAT = "/v1/chat/completions"
@@ -31,7 +32,7 @@ async def _error(response: aiohttp.ClientResponse, status: int) -> dict[str, Any
 
 
 async def _post(http: aiohttp.ClientSession, url: str, body: bytes, status: int) -> dict[str, Any]:
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer client-token"}
+    headers = {"Content-Type": "application/json", **bearer()}
     async with http.post(url, data=body, headers=headers) as response:
         return await _error(response, status)
 
