@@ -1,4 +1,4 @@
-"""Command line: ``serve``, ``demo`` and ``check-config``.
+"""Command line: ``serve``, ``demo``, ``check-config``, ``token`` (dev issuer), ``key`` (API keys).
 
 Exit statuses: 0 success, 1 runtime failure, 2 usage error, 3 invalid configuration.
 """
@@ -13,24 +13,28 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import uvloop
 
 from gateway import __version__
+from gateway.auth.apikeys import new_key
+from gateway.auth.dev import DevIdentity, load_or_create_key, mint, public_jwks
 from gateway.config import (
     GatewayConfig,
     config_path_from_env,
     load_config_file,
     process_environ,
 )
-from gateway.demo import Behaviour, FakeOpenAI, start_fake
+from gateway.demo import JWKS_PATH, Behaviour, FakeOpenAI, start_fake
 from gateway.errors import ConfigError
 from gateway.server import serve, worker_count
 from gateway.telemetry import configure_logging
 
+EXIT_USAGE: Final = 2
 EXIT_CONFIG: Final = 3
+DEMO_TOKEN_LIFETIME_S: Final = 12 * 3600
 EXAMPLE_CONFIG: Final = Path(__file__).resolve().parent.parent / "config" / "gateway.example.toml"
 
 
@@ -38,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "key":
+        return _key(args)
     environ = process_environ()
     path = args.config or config_path_from_env(environ)
     if path is None and args.command == "demo":
@@ -58,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "demo":
             configure_logging(config.server.log_level)
             return _demo(config)
-    return 2
+        case "token":
+            return _token(config, args)
+    return EXIT_USAGE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +80,63 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
+    token = sub.add_parser("token", help="print a token of the development issuer")
+    token.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
+    token.add_argument("--tenant", required=True, help="custom:tenantId")
+    token.add_argument("--app", help="custom:appId")
+    token.add_argument("--app-user", help="custom:appUserId")
+    token.add_argument("--sub", default="dev-user", help="the user (default: dev-user)")
+    token.add_argument("--email")
+    token.add_argument("--group", action="append", default=[], help="cognito:groups (repeat)")
+    token.add_argument("--token-use", choices=("access", "id"), default="access")
+    token.add_argument("--lifetime", type=int, default=3600, help="seconds (default: 3600)")
+    key = sub.add_parser("key", help="create a service API key and print its config entry")
+    key.add_argument("--name", required=True, help="the key's name in [api_keys]")
+    key.add_argument("--tenant", required=True)
+    key.add_argument("--app")
     return parser
+
+
+def _token(config: GatewayConfig, args: argparse.Namespace) -> int:
+    dev = config.auth.dev_issuer
+    if not dev.enabled:
+        print("token: the development issuer is not enabled in this config", file=sys.stderr)
+        return EXIT_USAGE
+    if args.lifetime <= 0:
+        print("token: --lifetime must be > 0", file=sys.stderr)
+        return EXIT_USAGE
+    identity = DevIdentity(
+        tenant=args.tenant,
+        subject=args.sub,
+        app=args.app,
+        app_user=args.app_user,
+        email=args.email,
+        groups=tuple(args.group),
+    )
+    key = load_or_create_key(dev.key_file)
+    print(
+        mint(
+            key,
+            identity,
+            issuer=dev.issuer,
+            client_id=dev.client_id,
+            token_use=args.token_use,
+            lifetime_s=args.lifetime,
+        )
+    )
+    return 0
+
+
+def _key(args: argparse.Namespace) -> int:
+    key, digest = new_key()
+    app = f'app = "{args.app}"\n' if args.app else ""
+    print(f"""# The key (give it to the client; it is not stored anywhere):
+#   {key}
+[api_keys.{args.name}]
+sha256 = "{digest}"
+tenant = "{args.tenant}"
+{app}""")  # fmt: skip
+    return 0
 
 
 def _check_config(path: str, config: GatewayConfig) -> int:
@@ -95,28 +159,42 @@ def _announce(host: str, port: int, workers: int) -> None:
 def _demo(config: GatewayConfig) -> int:
     """The gateway plus a fake upstream (in its own process) on the upstream's configured URL."""
     targets = [urlsplit(up.base_url) for up in config.upstreams.values()]
-    local = [t for t in targets if t.hostname in ("127.0.0.1", "localhost") and t.port]
+    local = [t.port for t in targets if t.hostname in ("127.0.0.1", "localhost") and t.port]
     if not local:
         print(
             "demo: the config needs an upstream on 127.0.0.1:<port> for the fake", file=sys.stderr
         )
         return EXIT_CONFIG
+    dev = config.auth.dev_issuer
+    token = jwks = None
+    if config.auth.enabled and dev.enabled:
+        key = load_or_create_key(dev.key_file)
+        jwks = public_jwks(key.public_key())
+        tenant = next((t for t in config.tenants if t != "*"), "demo")
+        token = mint(
+            key,
+            DevIdentity(tenant=tenant),
+            issuer=dev.issuer,
+            client_id=dev.client_id,
+            lifetime_s=DEMO_TOKEN_LIFETIME_S,
+        )
     fake = multiprocessing.get_context("spawn").Process(
-        target=_run_fake, args=(local[0].port,), daemon=True
+        target=_run_fake, args=(local[0], jwks), daemon=True
     )
     fake.start()
     try:
-        return serve(config, _demo_announce(config))
+        return serve(config, _demo_announce(config, token, local[0]))
     finally:
         fake.terminate()
         fake.join(5)
 
 
-def _run_fake(port: int) -> None:
+def _run_fake(port: int, jwks: dict[str, Any] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us after the gateway drained
 
     async def run() -> None:
-        await start_fake(FakeOpenAI(Behaviour(chunk_delay_s=0.03)), "127.0.0.1", port)
+        fake = FakeOpenAI(Behaviour(chunk_delay_s=0.03), jwks=jwks)
+        await start_fake(fake, "127.0.0.1", port)
         await asyncio.Event().wait()
 
     with (
@@ -126,21 +204,34 @@ def _run_fake(port: int) -> None:
         runner.run(run())
 
 
-def _demo_announce(config: GatewayConfig) -> Callable[[str, int, int], None]:
+def _demo_announce(
+    config: GatewayConfig, token: str | None, fake_port: int
+) -> Callable[[str, int, int], None]:
     chat = next((a for a, m in config.models.items() if m.kind == "chat"), "demo-chat")
+    if token is None:
+        credential = "Authentication is off in this config."
+    else:
+        credential = f"""A token of the development issuer, valid 12 h (more with
+`.venv/bin/gateway token --config <this config> --tenant <tenant> [--app A] [--group G]`).
+Its JWKS is served at http://127.0.0.1:{fake_port}{JWKS_PATH}
+
+  export TOKEN='{token}'"""  # fmt: skip
 
     def announce(host: str, port: int, workers: int) -> None:
         base = f"http://{host}:{port}"
         print(f"""
 gateway demo listening on {base} ({workers} workers), fake upstream behind it.
 
+{credential}
+
 Try it with curl (streamed):
-  curl -N {base}/v1/chat/completions -H 'Content-Type: application/json' \\
+  curl -N {base}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\
+    -H 'Content-Type: application/json' \\
     -d '{{"model": "{chat}", "stream": true, "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
 Or with openai-python:
-  python -c 'from openai import OpenAI
-c = OpenAI(base_url="{base}/v1", api_key="demo")
+  python -c 'import os; from openai import OpenAI
+c = OpenAI(base_url="{base}/v1", api_key=os.environ["TOKEN"])
 for e in c.chat.completions.create(model="{chat}", stream=True,
         messages=[{{"role": "user", "content": "Hello"}}]):
     print(e.choices[0].delta.content or "" if e.choices else "", end="", flush=True)

@@ -54,11 +54,22 @@ class Behaviour:
     """End the stream without ``[DONE]``."""
 
 
+JWKS_PATH = "/dev-issuer/.well-known/jwks.json"
+
+
+async def _json(body: dict[str, Any]) -> web.Response:
+    return web.json_response(body)
+
+
 class FakeOpenAI:
     """The fake server's state and handlers."""
 
-    def __init__(self, default: Behaviour | None = None) -> None:
+    def __init__(
+        self, default: Behaviour | None = None, *, jwks: dict[str, Any] | None = None
+    ) -> None:
         self.default = default or Behaviour()
+        self.jwks = jwks
+        """Served at ``JWKS_PATH`` when set (the demo publishes its dev issuer's key there)."""
         self.behaviours: dict[str, Behaviour] = {}
         self.requests: deque[tuple[dict[str, str], dict[str, Any]]] = deque(maxlen=256)
         self.disconnects: list[float] = []
@@ -69,6 +80,9 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
+        if self.jwks is not None:
+            jwks = self.jwks
+            app.router.add_get(JWKS_PATH, lambda _: _json(jwks))
         return app
 
     def _behaviour(self, body: dict[str, Any]) -> Behaviour:
