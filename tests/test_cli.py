@@ -140,7 +140,8 @@ def test_demo_prints_a_token_that_works(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
-        proc.stdout and proc.stdout.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _wait_accepting(port: int) -> None:
