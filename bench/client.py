@@ -27,10 +27,15 @@ def request_body(*, stream: bool) -> bytes:
     return orjson.dumps(body)
 
 
+AUTHORIZATION: dict[str, str] = {}
+"""The Authorization header, set once ``bench.run`` minted the token; every driver sends it."""
+
+
 def http_request(port: int, body: bytes, path: str = PATH) -> bytes:
-    """A complete ``POST`` with a ``Content-Length`` body."""
+    """A complete ``POST`` with a ``Content-Length`` body (and the bench's token)."""
+    auth = "".join(f"{name}: {value}\r\n" for name, value in AUTHORIZATION.items())
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body

@@ -15,7 +15,7 @@ import orjson
 import uvloop
 
 from bench import phases
-from bench.client import PATH, request_body
+from bench.client import AUTHORIZATION, PATH, request_body
 from bench.procs import Procs
 
 _MARK: Final = "BENCH_RESULT "
@@ -23,6 +23,7 @@ _LUA: Final = """\
 wrk.method = "POST"
 wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
+{headers}
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -54,7 +55,8 @@ def wrk_version() -> str:
 def write_script(directory: Path, *, stream: bool) -> Path:
     """The Lua script posting the bench body (streamed or not)."""
     path = directory / ("post-stream.lua" if stream else "post.lua")
-    lua = _LUA.format(body=request_body(stream=stream).decode(), mark=_MARK)
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in AUTHORIZATION.items())
+    lua = _LUA.format(body=request_body(stream=stream).decode(), mark=_MARK, headers=headers)
     path.write_text(lua)
     return path
 

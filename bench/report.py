@@ -17,7 +17,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS: Final = ROOT / "bench" / "results"
 START: Final = "<!-- bench:latest:start -->"
 END: Final = "<!-- bench:latest:end -->"
-TARGETS: Final = ("direct", "passthrough", "gateway")
+TARGETS: Final = ("direct", "passthrough", "gateway-noauth", "gateway", "gateway-nocache")
 
 
 def machine() -> dict[str, object]:
@@ -139,6 +139,21 @@ def table(res: dict[str, Any]) -> str:
             for k, v in goals.items()
         )
         lines += ["", f"Gateway goals: {checks}."]
+    auth = [
+        f"{name} {_f(d.get('auth_cpu_us_per_req'), 1)} µs CPU/req "
+        f"(ratio {_f(d.get('auth_cpu_ratio'), 3)}), p99 c=1 {_f(d.get('auth_added_p99_ms'), 3)} ms"
+        for name in ("gateway", "gateway-nocache")
+        if name in res["targets"] and "gateway-noauth" in res["targets"]
+        for d in [res["derived"][name]]
+    ]
+    if auth:
+        lines += [
+            "",
+            "Cost of authentication against `gateway-noauth` (same token sent to every target): "
+            + "; ".join(auth)
+            + ". `gateway` serves repeat tokens from its verified-token cache; `gateway-nocache` "
+            "runs the full RS256 verification on every request.",
+        ]
     soak = res.get("soak")
     if soak:
         lines += [
@@ -282,6 +297,14 @@ def derive(res: dict[str, Any]) -> dict[str, dict[str, float | None]]:
                 gap = _get(res, name, "streams", conc, "gap_ms", pct)
                 d[f"gap_{pct}_ms_{tag}"] = gap
                 d[f"gap_added_{pct}_ms_{tag}"] = _sub(gap, float(s["chunk_gap_ms"]))
+        if name.startswith("gateway"):  # the cost of authentication, against the no-auth run
+            noauth = _get(res, "gateway-noauth", "throughput", cpu_point, "cpu_us_per_req")
+            d["auth_cpu_us_per_req"] = _sub(cpu, noauth)
+            d["auth_cpu_ratio"] = _div(cpu, noauth)
+            d["auth_added_p99_ms"] = _sub(
+                _get(res, name, "latency_c1", "p99"),
+                _get(res, "gateway-noauth", "latency_c1", "p99"),
+            )
         out[name] = d
     return out
 
@@ -293,6 +316,7 @@ GOALS: Final = {
     "CPU µs/req": ("cpu_us_per_req", 200.0, 0),
     "TTFT added p99 ms (c=1)": ("ttft_added_p99_ms_c1", 1.0, 3),
     "RSS peak MB": ("rss_peak_mb", 150.0, 1),
+    "auth CPU µs/req": ("auth_cpu_us_per_req", 50.0, 1),
 }
 
 

@@ -14,11 +14,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import report
+from bench import client, report
 from bench.load import Load
 from bench.procs import Procs, cpu_account, foreign_load
 from bench.suite import Settings, Suite, say, settings_from
-from bench.targets import LOAD_CPU, PROXY_CPU
+from bench.targets import LOAD_CPU, PROXY_CPU, mint_token
 
 #: Other processes' CPU share (of all CPUs) during a run above which the results are flagged.
 NOISE_WARN_PCT = 3.0
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "--chunk-gap-ms", str(s.chunk_gap_ms)],
             cpu=LOAD_CPU,
         )  # fmt: skip
+        client.AUTHORIZATION["Authorization"] = f"Bearer {mint_token(run_dir)}"
         load = Load(procs, run_dir, LOAD_CPU)
         driver = load.driver
         say(f"mock on {mock.port} (pid {mock.pid}); throughput driver: {driver}")

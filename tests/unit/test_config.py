@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
 import pickle
+import re
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import EXAMPLE_CONFIG, main
-from gateway.config import Secret, load_config
+from gateway.config import GatewayConfig, Secret, load_config
 from gateway.errors import ConfigError
 
 MINIMAL = """
@@ -149,3 +153,34 @@ def test_check_config_exits_3_and_lists_problems(
 
 def test_missing_file_exits_3(tmp_path: Path) -> None:
     assert main(["check-config", "--config", str(tmp_path / "nope.toml")]) == 3
+
+
+def _documented_keys(cls: type, prefix: str) -> list[str]:
+    """Every leaf key of a config section, as the README's table spells it."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if typing.get_origin(tp) in (Mapping, dict):
+            item, label = typing.get_args(tp)[1], f"<{f.name.rstrip('s')}>"
+            keys += _documented_keys(item, f"{prefix}{f.name}.{label}.")
+        elif dataclasses.is_dataclass(tp):
+            keys += _documented_keys(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def test_every_config_key_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = re.sub(r"<(tenant|app|name|alias|group|upstream|issuer)>", "<x>", readme)
+    missing = []
+    for key in _documented_keys(GatewayConfig, ""):
+        normalized = re.sub(r"<[a-z_]+>", "<x>", key)
+        section, _, leaf = normalized.rpartition(".")
+        # A row names the key itself, or several leaves of one section as `a.b.x` / `.y`.
+        if f"`{normalized}`" not in table and not re.search(
+            rf"`{re.escape(section)}\.[a-z_]+`[^|\n]*`\.{leaf}`", table
+        ):
+            missing.append(key)
+    assert not missing, f"README lacks rows for {missing}"
