@@ -149,15 +149,16 @@ class JWKSCache:
         return True
 
     async def run(self, refresh_s: float) -> None:
-        """Refresh every ``refresh_s``; until the first success, retry with backoff (1-30 s)."""
-        backoff = 1.0
+        """Refresh every ``refresh_s`` after the start-up fetch; after a failure, retry with
+        backoff (1-30 s) until a fetch succeeds again."""
+        ok, backoff = self._loaded, 1.0
         while True:
-            if await self.refresh():
+            if ok:
                 backoff = 1.0
-                await asyncio.sleep(refresh_s)
-            else:
-                await asyncio.sleep(refresh_s if self._loaded else backoff)
+            await asyncio.sleep(refresh_s if ok else backoff)
+            if not ok:
                 backoff = min(backoff * 2, 30.0)
+            ok = await self.refresh()
 
 
 def parse_jwks(body: bytes, max_keys: int) -> dict[str, RSAPublicKey]:

@@ -154,6 +154,8 @@ class GatewayConfig:
         auth = self.auth
         if auth.enabled and not (auth.issuers or auth.dev_issuer.enabled or self.api_keys):
             yield "auth: enabled, but no issuer, dev issuer or API key is configured"
+        if not auth.enabled and not ({auth.anonymous_tenant, WILDCARD} & set(self.tenants)):
+            yield f"auth.anonymous_tenant: no tenant named {auth.anonymous_tenant!r} in [tenants]"
 
 
 def _check_model_lists(config: GatewayConfig) -> Iterator[str]:

@@ -184,3 +184,22 @@ def test_every_config_key_is_documented_in_the_readme() -> None:
         ):
             missing.append(key)
     assert not missing, f"README lacks rows for {missing}"
+
+
+def test_auth_needs_a_way_in_and_anonymous_needs_a_tenant() -> None:
+    no_issuer = MINIMAL.split("[upstreams.litellm]")[1]
+    with pytest.raises(ConfigError, match="no issuer, dev issuer or API key"):
+        load_config("[upstreams.litellm]" + no_issuer, {})
+    off = "[auth]\nenabled = false\n\n[upstreams.litellm]" + no_issuer
+    with pytest.raises(ConfigError, match="no tenant named 'anonymous'"):
+        load_config(off, {})
+    config = load_config(off + '\n[tenants."*"]\nmodels = ["*"]\n', {})
+    assert not config.auth.enabled
+
+
+def test_only_super_admin_acts_across_tenants() -> None:
+    groups = '\n[auth.groups.admin]\npermissions = ["admin:read", "tenants:all"]\n'
+    with pytest.raises(ConfigError, match="only super_admin acts across tenants"):
+        load_config(MINIMAL + groups, {})
+    config = load_config(MINIMAL + groups.replace("admin]", "super_admin]"), {})
+    assert config.auth.groups["super_admin"].permissions == ("admin:read", "tenants:all")
