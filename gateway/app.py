@@ -51,8 +51,8 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
         app[SNAPSHOTS] = services.snapshots
     install_response_hooks(app, config)
     add_routes(app)
-    app.cleanup_ctx.append(lifecycle.upstream_clients(registry))
-    app.cleanup_ctx.append(lifecycle.authentication(authenticator))
+    app.cleanup_ctx.append(lifecycle.service(registry))
+    app.cleanup_ctx.append(lifecycle.service(authenticator))
     app.cleanup_ctx.append(lifecycle.metrics_snapshots)
     app.on_shutdown.append(lifecycle.drain)
     return app

@@ -14,41 +14,35 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from gateway import tasks
-from gateway.auth.authenticator import Authenticator
 from gateway.keys import CONFIG, IN_FLIGHT, METRICS, SNAPSHOTS
 from gateway.telemetry import Metrics, SnapshotDir
-from gateway.upstreams.registry import UpstreamRegistry
 
 _SNAPSHOT_INTERVAL_S = 1.0
 _log = logging.getLogger("gateway.lifecycle")
 
 
-def upstream_clients(
-    registry: UpstreamRegistry,
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Open the upstream clients at start-up, close them last."""
+class Service(Protocol):
+    """A resource opened at start-up and closed at shutdown (upstream clients, authentication)."""
+
+    async def start(self) -> None:
+        """Open it (authentication: load keys, warm every JWKS)."""
+
+    async def aclose(self) -> None:
+        """Close it."""
+
+
+def service(resource: Service) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that starts ``resource`` and closes it at shutdown (reverse order)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await registry.start()
+        await resource.start()
         yield
-        await registry.aclose()
-
-    return ctx
-
-
-def authentication(
-    authenticator: Authenticator,
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Load signing keys at start-up (not ready until every JWKS loaded); stop refreshing last."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await authenticator.start()
-        yield
-        await authenticator.aclose()
+        await resource.aclose()
 
     return ctx
 

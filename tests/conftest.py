@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from tests import identity
 from tests.stack import BackgroundLoop, Stack, close_stack, open_stack
 
 
@@ -16,6 +17,13 @@ def blockbuster() -> Iterator[BlockBuster]:
     """Blocking calls inside any running event loop fail the test."""
     with blockbuster_ctx(scanned_modules=["gateway"]) as bb:
         yield bb
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_identity() -> None:
+    """Create the session's dev-issuer key and default token before any event loop runs (the key
+    file is read with blocking calls)."""
+    identity.default_token()
 
 
 @pytest.fixture(scope="session")

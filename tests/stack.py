@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import uvloop
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.app import Services, create_app
 from gateway.config import (
@@ -101,6 +102,16 @@ class Stack:
     @property
     def v1(self) -> str:
         return f"{self.url}/v1"
+
+
+async def serve_post(path: str, handler: Handler) -> tuple[web.AppRunner, int]:
+    """A one-route upstream on loopback port 0 (for tests that need a special fake)."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, int(runner.addresses[0][1])
 
 
 async def start_gateway(config: GatewayConfig, metrics: Metrics) -> tuple[web.AppRunner, int]:

@@ -36,7 +36,7 @@ from gateway.config import ModelConfig
 from gateway.demo import Behaviour
 from gateway.telemetry import Metrics
 from tests.identity import default_token
-from tests.stack import BackgroundLoop, Stack, make_config, start_gateway
+from tests.stack import BackgroundLoop, Stack, make_config, serve_post, start_gateway
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 TOOLS: list[ChatCompletionToolParam] = [
@@ -623,15 +623,7 @@ async def _stubborn_embeddings(request: web.Request) -> web.Response:
 
 @pytest.fixture
 def stubborn_v1(background: BackgroundLoop) -> Iterator[str]:
-    async def start_upstream() -> tuple[web.AppRunner, int]:
-        app = web.Application()
-        app.router.add_post("/v1/embeddings", _stubborn_embeddings)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner, int(runner.addresses[0][1])
-
-    upstream, port = background.run(start_upstream())
+    upstream, port = background.run(serve_post("/v1/embeddings", _stubborn_embeddings))
     models = {
         name: ModelConfig(upstream="fake", target=name, kind="embedding")
         for name in UPSTREAM_ENCODING

@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.config import ModelConfig
 from gateway.telemetry import Metrics
 from tests.identity import bearer
-from tests.stack import BackgroundLoop, make_config, start_gateway
+from tests.stack import BackgroundLoop, make_config, serve_post, start_gateway
 
 
 def _event(i: int) -> bytes:
@@ -38,15 +38,7 @@ async def _burst(request: web.Request) -> web.StreamResponse:
 
 @pytest.fixture
 def gateway_url(background: BackgroundLoop) -> Iterator[str]:
-    async def start_upstream() -> tuple[web.AppRunner, int]:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", _burst)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner, int(runner.addresses[0][1])
-
-    upstream, port = background.run(start_upstream())
+    upstream, port = background.run(serve_post("/v1/chat/completions", _burst))
     config = replace(
         make_config(f"http://127.0.0.1:{port}"),
         models={name: ModelConfig(upstream="fake", target=name) for name in BURSTS},
