@@ -99,6 +99,8 @@ class GatewayStack(Stack):
                            "the LiteLLM key comes from Secrets Manager."),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", reason=vault),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:ReEncrypt*]", reason=vault),
+            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]",
+                           reason="ecr:GetAuthorizationToken (image pull) has no resource scope."),
         )
         self.service = ecs.FargateService(
             self, "Service", cluster=network.cluster, task_definition=task,
