@@ -32,6 +32,7 @@ ALB_IDLE_TIMEOUT_S: Final = MAX_REQUEST_S + 30
 """A non-streamed completion sends no byte until it is done, so the ALB must wait that long."""
 HEALTH_CHECK_GRACE_S: Final = 60
 GATEWAY_PORT: Final = 8080
+"""The gateway's default ``server.port`` (the production config keeps it)."""
 LITELLM_PORT: Final = 4000
 CACHE_PORT: Final = 6380
 DATABASE_PORT: Final = 5433
@@ -260,7 +261,6 @@ def gateway_environment_names(ctx: DeployContext) -> frozenset[str]:
     names = {
         "GATEWAY_CONFIG",
         "GATEWAY__SERVER__HOST",
-        "GATEWAY__SERVER__PORT",
         "GATEWAY__SERVER__WORKERS",
         "GATEWAY__SERVER__DRAIN_TIMEOUT_S",
         "GATEWAY__UPSTREAMS__LITELLM__BASE_URL",
@@ -293,7 +293,6 @@ def gateway_environment(
     env = {
         "GATEWAY_CONFIG": GATEWAY_CONFIG_PATH,
         "GATEWAY__SERVER__HOST": "0.0.0.0",  # noqa: S104 (a container listens on all interfaces)
-        "GATEWAY__SERVER__PORT": str(GATEWAY_PORT),
         "GATEWAY__SERVER__WORKERS": str(max(1, ctx.settings.gateway_cpu // 1024)),
         "GATEWAY__SERVER__DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S),
         "GATEWAY__UPSTREAMS__LITELLM__BASE_URL": litellm_url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from deploy.settings import (
@@ -225,5 +226,13 @@ def _render(value: Any) -> str:
     if isinstance(value, dict) and "Ref" in value:
         return {"AWS::Partition": "aws", "AWS::Region": "us-east-1",
                 "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}.get(
-            value["Ref"], "token")  # fmt: skip
-    return "token"
+            value["Ref"], _token())  # fmt: skip
+    return _token()
+
+
+_TOKENS = itertools.count(1)
+
+
+def _token() -> str:
+    """A distinct placeholder per unresolved intrinsic (two pools must not look alike)."""
+    return f"token{next(_TOKENS)}"
