@@ -29,7 +29,6 @@ FEATURE_FLAGS: dict[str, object] = {
     "@aws-cdk/core:checkSecretUsage": True,
     "@aws-cdk/aws-ec2:restrictDefaultSecurityGroup": True,
     "@aws-cdk/aws-ecs:arnFormatIncludesClusterName": True,
-    "@aws-cdk/aws-elasticloadbalancingv2:albDualstackWithoutPublicIpv4SecurityGroupRulesDefault": True,
 }
 """Feature flags the app is written for (``cdk init`` defaults that matter here)."""
 
@@ -84,8 +83,9 @@ def main() -> int:
         print(exc, file=sys.stderr)  # noqa: T201
         return 2
     # The CDK CLI sets these from the caller's credentials and profile.
-    env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
-                          region=os.environ.get("CDK_DEFAULT_REGION"))
+    env = cdk.Environment(
+        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+    )
     build(app, ctx, env=env)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
     app.synth()

@@ -1,4 +1,4 @@
-"""Deployment settings in one place: the context, the tier table, the drain budget, the env contract.
+"""Deployment settings in one place: context, tier table, drain budget, environment contract.
 
 Invariants:
 - every size, count and feature switch that differs by tier is a field of ``TierSettings`` in
@@ -127,13 +127,15 @@ TIERS: Final[Mapping[int, TierSettings]] = {
                     endpoint_max_instances=3, nat_gateways=2, max_azs=2, waf=True,
                     open_streams_per_task=400),
     4: TierSettings(gateway_cpu=2048, gateway_memory_mib=4096, gateway_min_tasks=3,
-                    gateway_max_tasks=16, litellm_cpu=2048, litellm_memory_mib=4096, litellm_tasks=3,
+                    gateway_max_tasks=16, litellm_cpu=2048, litellm_memory_mib=4096,
+                    litellm_tasks=3,
                     cache_node_type="cache.m7g.large", cache_nodes=3, database_min_acu=2,
                     database_max_acu=16, database_readers=1, endpoint_min_instances=2,
                     endpoint_max_instances=4, nat_gateways=3, max_azs=3, waf=True,
                     open_streams_per_task=400),
     5: TierSettings(gateway_cpu=4096, gateway_memory_mib=8192, gateway_min_tasks=3,
-                    gateway_max_tasks=32, litellm_cpu=4096, litellm_memory_mib=8192, litellm_tasks=4,
+                    gateway_max_tasks=32, litellm_cpu=4096, litellm_memory_mib=8192,
+                    litellm_tasks=4,
                     cache_node_type="cache.r7g.large", cache_nodes=3, database_min_acu=4,
                     database_max_acu=32, database_readers=2, endpoint_min_instances=2,
                     endpoint_max_instances=6, nat_gateways=3, max_azs=3, waf=True,
@@ -189,7 +191,7 @@ class DeployContext:
         return self.environment == "prod"
 
     def endpoint_name(self, model: SageMakerModel) -> str:
-        """The SageMaker endpoint name of ``model`` in this deployment (fixed, so IAM can name it)."""
+        """The endpoint name of ``model`` here (fixed, so IAM policies can name it)."""
         return f"{self.prefix}-{model.alias}"[:63]
 
 
@@ -223,7 +225,8 @@ def parse_context(get: Mapping[str, object]) -> DeployContext:
         problems.append(f"domain: required for {env} (the ALB serves HTTPS only with one)")
     if problems:
         raise ContextError("invalid CDK context:\n  " + "\n  ".join(problems))
-    assert app_id is not None and app_name is not None  # noqa: S101 (narrowed by the checks above)
+    assert app_id is not None  # noqa: S101 (narrowed by the checks above)
+    assert app_name is not None  # noqa: S101
     return DeployContext(
         app_id=app_id, app_name=app_name, environment=env, tier=tier,  # type: ignore[arg-type]
         domain=domain, certificate_arn=text("certificateArn"), alarm_email=text("alarmEmail"),

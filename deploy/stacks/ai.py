@@ -26,8 +26,10 @@ from deploy.stacks.logs import encrypted_log_group
 from deploy.stacks.network import NetworkStack
 from deploy.stacks.sagemaker import add_endpoints, grant_invoke
 
-_START_COMMAND = 'printf "%s" "$LITELLM_CONFIG_JSON" > /tmp/config.yaml && exec litellm ' \
-    f'--config /tmp/config.yaml --host 0.0.0.0 --port {LITELLM_PORT} --num_workers 1'
+_START_COMMAND = (
+    'printf "%s" "$LITELLM_CONFIG_JSON" > /tmp/config.yaml && exec litellm '
+    f"--config /tmp/config.yaml --host 0.0.0.0 --port {LITELLM_PORT} --num_workers 1"
+)
 
 
 def litellm_config(ctx: DeployContext) -> bytes:

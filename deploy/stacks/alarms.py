@@ -28,7 +28,8 @@ FIVE_MINUTES = Duration.minutes(5)
 def gateway_metric(ctx: DeployContext, name: str, statistic: str, **dims: str) -> cloudwatch.Metric:
     """A metric the sidecar publishes from the gateway's ``/metrics``."""
     return cloudwatch.Metric(
-        namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic, period=Duration.minutes(1),
+        namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic,
+        period=Duration.minutes(1),
         dimensions_map={"ServiceName": f"{ctx.prefix}-gateway", **dims},
     )  # fmt: skip
 
@@ -54,17 +55,28 @@ def add_alarms(stack: Stack, ctx: DeployContext, alb: elbv2.ApplicationLoadBalan
         },
         period=FIVE_MINUTES, label="5xx %",
     )  # fmt: skip
-    alarms = {
+    alarms: dict[str, tuple[cloudwatch.IMetric, float, str]] = {
         "Http5xxRate": (errors, 1.0, "5xx responses above 1 % of requests"),
         "LatencyP99": (
             target_group.metrics.target_response_time(statistic="p99", period=FIVE_MINUTES),
-            10.0, "p99 time to response headers above 10 s"),
-        "Throttles": (gateway_metric(ctx, "gateway_requests_total", "Sum", status="429"), 100.0,
-                      "more than 100 requests per minute refused with 429"),
-        "LedgerBacklog": (gateway_metric(ctx, "gateway_ledger_backlog", "Maximum"), 1000.0,
-                          "usage records waiting for the ledger"),
-        "LimiterFallback": (gateway_metric(ctx, "gateway_ratelimit_degraded", "Maximum"), 0.0,
-                            "the rate limiter runs on its local fallback (cache unreachable)"),
+            10.0,
+            "p99 time to response headers above 10 s",
+        ),
+        "Throttles": (
+            gateway_metric(ctx, "gateway_requests_total", "Sum", status="429"),
+            100.0,
+            "more than 100 requests per minute refused with 429",
+        ),
+        "LedgerBacklog": (
+            gateway_metric(ctx, "gateway_ledger_backlog", "Maximum"),
+            1000.0,
+            "usage records waiting for the ledger",
+        ),
+        "LimiterFallback": (
+            gateway_metric(ctx, "gateway_ratelimit_degraded", "Maximum"),
+            0.0,
+            "the rate limiter runs on its local fallback (cache unreachable)",
+        ),
     }
     for name, (metric, threshold, description) in alarms.items():
         alarm = cloudwatch.Alarm(

@@ -27,7 +27,10 @@ from deploy.settings import DeployContext
 
 CUSTOM_ATTRIBUTES = ("tenantId", "appId", "appUserId")
 """Read by the gateway (``auth.claims``); set by administrators only."""
-ADMIN_GROUPS = {"super_admin": "Admin routes of every tenant", "admin": "Admin routes of own tenant"}
+ADMIN_GROUPS = {
+    "super_admin": "Admin routes of every tenant",
+    "admin": "Admin routes of own tenant",
+}
 
 
 @dataclass(frozen=True, slots=True)

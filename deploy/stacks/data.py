@@ -40,7 +40,9 @@ class DataStack(Stack):
             self, "PhiVaultKey", enable_key_rotation=True, removal_policy=removal,
             alias=f"{ctx.prefix}/phi-vault", description="PHI vault envelope encryption",
         )  # fmt: skip
-        self.litellm_key = self._secret("LiteLLMMasterKey", "LiteLLM master key (gateway -> LiteLLM)")
+        self.litellm_key = self._secret(
+            "LiteLLMMasterKey", "LiteLLM master key (gateway -> LiteLLM)"
+        )
         self.cache_token = self._secret("CacheAuthToken", "Valkey AUTH token")
         vpc = network.vpc
         self.cache_sg = ec2.SecurityGroup(self, "CacheSg", vpc=vpc, allow_all_outbound=False,
@@ -62,7 +64,8 @@ class DataStack(Stack):
         """
         scope = Stack.of(task)
         imported = secretsmanager.Secret.from_secret_complete_arn(
-            scope, f"{secret.node.id}Imported", secret.secret_arn)
+            scope, f"{secret.node.id}Imported", secret.secret_arn
+        )
         self.key.grant_decrypt(task.obtain_execution_role())
         return ecs.Secret.from_secrets_manager(imported)
 
@@ -73,8 +76,10 @@ class DataStack(Stack):
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=48, exclude_punctuation=True),
         )  # fmt: skip
-        reason = ("A service credential read at task start: rotate by updating the secret and "
-                  "redeploying (a rotation Lambda would restart no task).")
+        reason = (
+            "A service credential read at task start: rotate by updating the secret and "
+            "redeploying (a rotation Lambda would restart no task)."
+        )
         Validations.of(secret).acknowledge(
             Acknowledgment(id="AwsSolutions-SMG4", reason=reason),
             Acknowledgment(id="HIPAA.Security-SecretsManagerRotationEnabled", reason=reason),
@@ -97,7 +102,8 @@ class DataStack(Stack):
             transit_encryption_enabled=True, transit_encryption_mode="required",
             at_rest_encryption_enabled=True, kms_key_id=self.key.key_id,
             auth_token=self.cache_token.secret_value.unsafe_unwrap(),
-            cache_subnet_group_name=subnets.ref, security_group_ids=[self.cache_sg.security_group_id],
+            cache_subnet_group_name=subnets.ref,
+            security_group_ids=[self.cache_sg.security_group_id],
             snapshot_retention_limit=15, auto_minor_version_upgrade=True,
         )  # fmt: skip
         if not replicated:
@@ -134,19 +140,25 @@ class DataStack(Stack):
             monitoring_interval=Duration.seconds(60),
         )  # fmt: skip
         cluster.add_rotation_single_user(automatically_after=Duration.days(30))
-        rotation = ("The rotation Lambda reaches the ledger on the cluster port, a token the check "
-                    "cannot read; the group admits no SSH or other common port.")
+        rotation = (
+            "The rotation Lambda reaches the ledger on the cluster port, a token the check "
+            "cannot read; the group admits no SSH or other common port."
+        )
         Validations.of(self.database_sg).acknowledge(
             Acknowledgment(id="HIPAA.Security-EC2RestrictedCommonPorts", reason=rotation),
             Acknowledgment(id="HIPAA.Security-EC2RestrictedSSH", reason=rotation),
         )
         acks = [
-            Acknowledgment(id="HIPAA.Security-RDSInBackupPlan",
-                           reason="Aurora continuous backups with point-in-time restore "
-                           "(7 days, 35 in prod); an AWS Backup plan would duplicate them."),
-            Acknowledgment(id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-                           "service-role/AmazonRDSEnhancedMonitoringRole]",
-                           reason="The AWS-documented policy of the enhanced monitoring role."),
+            Acknowledgment(
+                id="HIPAA.Security-RDSInBackupPlan",
+                reason="Aurora continuous backups with point-in-time restore "
+                "(7 days, 35 in prod); an AWS Backup plan would duplicate them.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                "service-role/AmazonRDSEnhancedMonitoringRole]",
+                reason="The AWS-documented policy of the enhanced monitoring role.",
+            ),
         ]
         if not self._ctx.is_prod:
             reason = f"{self._ctx.environment} ledgers are disposable; prod enables protection."

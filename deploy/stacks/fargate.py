@@ -1,4 +1,4 @@
-"""Building blocks shared by the Fargate services (gateway, LiteLLM): ALBs and their acknowledgments."""
+"""ALBs shared by the Fargate services (gateway, LiteLLM), and their acknowledgments."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from deploy.settings import DeployContext
 def load_balancer(scope: Construct, construct_id: str, *, ctx: DeployContext, vpc: ec2.IVpc,
                   internet_facing: bool, idle_timeout_s: int,
                   access_logs: s3.IBucket,
-                  sg: ec2.ISecurityGroup | None = None) -> elbv2.ApplicationLoadBalancer:  # fmt: skip
+                  sg: ec2.ISecurityGroup | None = None,
+                  ) -> elbv2.ApplicationLoadBalancer:  # fmt: skip
     """An ALB that drops invalid headers, logs access and is protected from deletion in prod."""
     sg = sg or ec2.SecurityGroup(scope, f"{construct_id}Sg", vpc=vpc, allow_all_outbound=False,
                                  description=f"{construct_id} load balancer")  # fmt: skip
@@ -44,4 +45,3 @@ def acknowledge_plain_http(listener: Construct, reason: str) -> None:
         Acknowledgment(id="HIPAA.Security-ALBHttpToHttpsRedirection", reason=reason),
         Acknowledgment(id="HIPAA.Security-ELBv2ACMCertificateRequired", reason=reason),
     )
-

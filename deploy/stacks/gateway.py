@@ -46,7 +46,7 @@ from deploy.stacks.waf import add_waf
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_TARGET_PERCENT = 60
 _HEALTH_COMMAND = (
-    "python -c \"import urllib.request; "
+    'python -c "import urllib.request; '
     f"urllib.request.urlopen('http://127.0.0.1:{GATEWAY_PORT}/healthz', timeout=2)\""
 )
 
@@ -89,18 +89,23 @@ class GatewayStack(Stack):
                 command=["CMD-SHELL", _HEALTH_COMMAND], interval=Duration.seconds(15),
                 timeout=Duration.seconds(5), retries=3, start_period=Duration.seconds(20)),
         )  # fmt: skip
-        container.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume="tmp",
+        scratch = "/tmp"  # noqa: S108 (a volume of this task only; the root filesystem is read-only)
+        container.add_mount_points(ecs.MountPoint(container_path=scratch, source_volume="tmp",
                                                   read_only=False))  # fmt: skip
         add_metrics_agent(self, ctx, task, network.logs_key)
         vault = "Envelope encryption with the PHI vault key only (one key ARN)."
         Validations.of(task).acknowledge(
-            Acknowledgment(id="AwsSolutions-ECS2",
-                           reason="Non-secret settings (deploy/settings.py gateway_environment); "
-                           "the LiteLLM key comes from Secrets Manager."),
+            Acknowledgment(
+                id="AwsSolutions-ECS2",
+                reason="Non-secret settings (deploy/settings.py gateway_environment); "
+                "the LiteLLM key comes from Secrets Manager.",
+            ),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", reason=vault),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:ReEncrypt*]", reason=vault),
-            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]",
-                           reason="ecr:GetAuthorizationToken (image pull) has no resource scope."),
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="ecr:GetAuthorizationToken (image pull) has no resource scope.",
+            ),
         )
         self.service = ecs.FargateService(
             self, "Service", cluster=network.cluster, task_definition=task,
@@ -139,8 +144,11 @@ class GatewayStack(Stack):
         if ctx.domain is None:
             listener = self.alb.add_listener("Http", port=80, open=True,
                                              default_target_groups=[target_group])  # fmt: skip
-            acknowledge_plain_http(listener, "dev without a domain: no certificate to serve; "
-                                   "staging and prod require a domain and serve HTTPS only.")
+            acknowledge_plain_http(
+                listener,
+                "dev without a domain: no certificate to serve; "
+                "staging and prod require a domain and serve HTTPS only.",
+            )
         else:
             certificate = (
                 acm.Certificate.from_certificate_arn(self, "Certificate", ctx.certificate_arn)
@@ -169,8 +177,11 @@ class GatewayStack(Stack):
         )  # fmt: skip
 
     def _outputs(self, auth: AuthStack) -> None:
-        scheme, host = ("https", self._ctx.domain) if self._ctx.domain else (
-            "http", self.alb.load_balancer_dns_name)
+        scheme, host = (
+            ("https", self._ctx.domain)
+            if self._ctx.domain
+            else ("http", self.alb.load_balancer_dns_name)
+        )
         CfnOutput(self, "GatewayUrl", value=f"{scheme}://{host}/v1")
         CfnOutput(self, "LoadBalancerDns", value=self.alb.load_balancer_dns_name)
         CfnOutput(self, "UserPoolId", value=auth.users.pool.user_pool_id)

@@ -42,7 +42,8 @@ def _agent_config(service: str, log_group: str) -> str:
     declarations = [
         {"source_labels": ["job"], "label_matcher": "^gateway$",
          "dimensions": [["ServiceName"]],
-         "metric_selectors": [f"^{m}$" for m in PUBLISHED_METRICS if m != "gateway_requests_total"]},
+         "metric_selectors": [f"^{m}$" for m in PUBLISHED_METRICS
+                              if m != "gateway_requests_total"]},
         {"source_labels": ["job"], "label_matcher": "^gateway$",
          "dimensions": [["ServiceName", "status"]],
          "metric_selectors": ["^gateway_requests_total$"]},

@@ -67,7 +67,7 @@ class NetworkStack(Stack):
             ],
         )  # fmt: skip
         self.gateway_tasks_sg = ec2.SecurityGroup(
-            self, "GatewayTasksSg", vpc=self.vpc, description="Gateway tasks (a client of data and ai)",
+            self, "GatewayTasksSg", vpc=self.vpc, description="Gateway tasks (client of data, ai)",
         )  # fmt: skip
         self.gateway_alb_sg = ec2.SecurityGroup(
             self, "GatewayAlbSg", vpc=self.vpc, allow_all_outbound=False,

@@ -16,7 +16,6 @@ from aws_cdk import (
     aws_iam as iam,
     aws_sagemaker as sagemaker,
 )
-from constructs import Construct
 
 from deploy.settings import TGI_IMAGE, DeployContext, SageMakerModel
 
@@ -106,8 +105,10 @@ def _endpoint(stack: Stack, ctx: DeployContext, model: SageMakerModel, role: iam
             model_data_download_timeout_in_seconds=1800,
         )],
     )  # fmt: skip
-    endpoint = sagemaker.CfnEndpoint(stack, f"{construct_id}Endpoint", endpoint_name=name,
-                                     endpoint_config_name=config.attr_endpoint_config_name)  # fmt: skip
+    endpoint = sagemaker.CfnEndpoint(
+        stack, f"{construct_id}Endpoint", endpoint_name=name,
+        endpoint_config_name=config.attr_endpoint_config_name,
+    )  # fmt: skip
     Validations.of(config).acknowledge(
         Acknowledgment(id="AwsSolutions-SM2",
                        reason=f"{model.instance_type} has NVMe instance storage, for which "

@@ -61,4 +61,5 @@ def _managed(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
 
 def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     return wafv2.CfnWebACL.VisibilityConfigProperty(
-        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True)
+        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+    )

@@ -11,19 +11,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-import aws_cdk as cdk  # noqa: E402 (after the jsii setting above)
-from aws_cdk import aws_ecs as ecs  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
-from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks  # noqa: E402
+import aws_cdk as cdk
+from aws_cdk import aws_ecs as ecs
+from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
-from deploy.app import FEATURE_FLAGS, Deployment, build  # noqa: E402
-from deploy.settings import ENVIRONMENTS, TIERS, DeployContext, parse_context  # noqa: E402
+from deploy.app import FEATURE_FLAGS, Deployment, build
+from deploy.settings import ENVIRONMENTS, TIERS, DeployContext, parse_context
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 AZ_CONTEXT = {f"availability-zones:account={ACCOUNT}:region={REGION}":
@@ -46,10 +45,6 @@ class Synth:
     """Unacknowledged cdk-nag findings: (rule, construct path)."""
     synth_s: float
     nag_s: float
-
-    def json(self, kind: str) -> dict[str, Any]:
-        """A stack's template as JSON."""
-        return self.templates[kind].to_json()  # type: ignore[no-any-return]
 
 
 def make_context(tier: int, environment: str) -> DeployContext:

@@ -14,8 +14,8 @@ import pytest
 
 from deploy.settings import (
     DRAIN_TIMEOUT_S,
-    GATEWAY_PORT,
     GATEWAY_CONFIG_PATH,
+    GATEWAY_PORT,
     GATEWAY_SECRET_NAMES,
     PENDING_GATEWAY_ENV,
     gateway_environment_names,
@@ -95,8 +95,12 @@ def test_check_config_passes_with_the_task_environment() -> None:
     plain, secrets = _task_environment(synthesize(5, "prod"))
     env = {**_with_secrets(plain, secrets), "GATEWAY_CONFIG": str(PRODUCTION), "PATH": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "check-config"], env=env, capture_output=True,
-        text=True, check=False, timeout=60,
+        [sys.executable, "-m", "gateway", "check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout

@@ -51,8 +51,11 @@ def test_an_acknowledgment_silences_exactly_its_rule() -> None:
     app = cdk.App()
     stack = cdk.Stack(app, "Acked")
     bucket = s3.Bucket(stack, "Bucket")
-    cdk.Validations.of(bucket).acknowledge(cdk.Acknowledgment(
-        id="AwsSolutions-S1", reason="test: a bucket acknowledged for one rule only"))
+    cdk.Validations.of(bucket).acknowledge(
+        cdk.Acknowledgment(
+            id="AwsSolutions-S1", reason="test: a bucket acknowledged for one rule only"
+        )
+    )
     rules = {rule for rule, _ in nag_findings(app)}
     assert "AwsSolutions-S1" not in rules
     assert "AwsSolutions-S10" in rules

@@ -17,8 +17,8 @@ from tests.deploy.conftest import ASSET_COMBINATION, Synth
 
 
 def _resources(synth: Synth, kind: str, type_: str) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = synth.templates[kind].find_resources(type_)
-    return found
+    found = synth.templates[kind].find_resources(type_)
+    return {name: dict(resource) for name, resource in found.items()}
 
 
 def _one(synth: Synth, kind: str, type_: str) -> dict[str, Any]:
@@ -34,7 +34,9 @@ def _attributes(lb_or_tg: dict[str, Any], key: str) -> dict[str, str]:
 
 def _gateway_container(synth: Synth) -> dict[str, Any]:
     task = _one(synth, "gateway", "AWS::ECS::TaskDefinition")
-    containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+    containers: dict[str, dict[str, Any]] = {
+        c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]
+    }
     return containers["gateway"]
 
 
@@ -87,7 +89,8 @@ def test_task_role_invokes_only_this_deployments_endpoints(synth: Synth) -> None
     assert names == sorted(synth.ctx.endpoint_name(m) for m in synth.ctx.models)
     for kind in ("gateway", "ai"):
         invoke = [
-            s for p in _resources(synth, kind, "AWS::IAM::Policy").values()
+            s
+            for p in _resources(synth, kind, "AWS::IAM::Policy").values()
             for s in p["Properties"]["PolicyDocument"]["Statement"]
             if any(str(a).startswith("sagemaker:") for a in _as_list(s["Action"]))
         ]
@@ -97,7 +100,9 @@ def test_task_role_invokes_only_this_deployments_endpoints(synth: Synth) -> None
             assert arns == sorted(f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{n}"
                                   for n in names), arns  # fmt: skip
             assert set(_as_list(statement["Action"])) == {
-                "sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"}
+                "sagemaker:InvokeEndpoint",
+                "sagemaker:InvokeEndpointWithResponseStream",
+            }
 
 
 def test_no_public_database_and_encrypted_at_rest(synth: Synth) -> None:
@@ -107,7 +112,8 @@ def test_no_public_database_and_encrypted_at_rest(synth: Synth) -> None:
     for instance in _resources(synth, "data", "AWS::RDS::DBInstance").values():
         assert instance["Properties"].get("PubliclyAccessible") is False
     assert len(_resources(synth, "data", "AWS::RDS::DBInstance")) == (
-        1 + synth.ctx.settings.database_readers)
+        1 + synth.ctx.settings.database_readers
+    )
     # no security group of the data stack admits the internet
     for rule in _resources(synth, "data", "AWS::EC2::SecurityGroupIngress").values():
         assert "CidrIp" not in rule["Properties"]
@@ -135,16 +141,23 @@ def test_every_log_group_is_encrypted_with_the_environments_retention(synth: Syn
 
 
 def test_scaling_on_cpu_and_open_streams(synth: Synth) -> None:
-    target = [t for t in _resources(synth, "gateway",
-                                    "AWS::ApplicationAutoScaling::ScalableTarget").values()]
+    target = [
+        t
+        for t in _resources(
+            synth, "gateway", "AWS::ApplicationAutoScaling::ScalableTarget"
+        ).values()
+    ]
     assert len(target) == 1
     assert target[0]["Properties"]["MinCapacity"] == synth.ctx.settings.gateway_min_tasks
     assert target[0]["Properties"]["MaxCapacity"] == synth.ctx.settings.gateway_max_tasks
-    policies = [p["Properties"]["TargetTrackingScalingPolicyConfiguration"] for p in
-                _resources(synth, "gateway", "AWS::ApplicationAutoScaling::ScalingPolicy").values()]
+    policies = [
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        for p in _resources(synth, "gateway", "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    ]
     cpu = [p for p in policies if "PredefinedMetricSpecification" in p]
     assert cpu[0]["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
-        "ECSServiceAverageCPUUtilization")
+        "ECSServiceAverageCPUUtilization"
+    )
     streams = [p for p in policies if "CustomizedMetricSpecification" in p]
     spec = streams[0]["CustomizedMetricSpecification"]
     assert (spec["MetricName"], spec["Namespace"]) == ("gateway_open_streams", METRICS_NAMESPACE)
@@ -157,7 +170,8 @@ def test_waf_by_tier(synth: Synth) -> None:
     acls = _resources(synth, "gateway", "AWS::WAFv2::WebACL")
     associations = _resources(synth, "gateway", "AWS::WAFv2::WebACLAssociation")
     if not synth.ctx.settings.waf:
-        assert acls == {} and associations == {}
+        assert acls == {}
+        assert associations == {}
         return
     acl = next(iter(acls.values()))["Properties"]
     names = {r["Name"] for r in acl["Rules"]}
@@ -178,8 +192,10 @@ def test_alarms_notify_the_topic(synth: Synth) -> None:
 
 
 def test_https_with_a_domain_plain_http_only_in_dev_without_one(synth: Synth) -> None:
-    listeners = [lst["Properties"] for lst in
-                 _resources(synth, "gateway", "AWS::ElasticLoadBalancingV2::Listener").values()]
+    listeners = [
+        lst["Properties"]
+        for lst in _resources(synth, "gateway", "AWS::ElasticLoadBalancingV2::Listener").values()
+    ]
     protocols = sorted(lst["Protocol"] for lst in listeners)
     if synth.ctx.domain is None:
         assert synth.ctx.environment == "dev"
@@ -198,8 +214,10 @@ def test_cognito_clients_cannot_write_tenant_attributes(synth: Synth) -> None:
         assert not any(a.startswith("custom:") for a in props["WriteAttributes"])
         assert "custom:tenantId" in props["ReadAttributes"]
         assert props["GenerateSecret"] is False
-    groups = {g["Properties"]["GroupName"]
-              for g in _resources(synth, "auth", "AWS::Cognito::UserPoolGroup").values()}
+    groups = {
+        g["Properties"]["GroupName"]
+        for g in _resources(synth, "auth", "AWS::Cognito::UserPoolGroup").values()
+    }
     assert groups == {"super_admin", "admin"}
 
 
