@@ -1,0 +1,1 @@
+"""The AWS CDK app that runs the gateway on ECS Fargate (never imports ``gateway``)."""

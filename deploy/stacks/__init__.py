@@ -1,0 +1,1 @@
+"""The app's stacks: network, data, auth, ai (LiteLLM and SageMaker) and gateway."""

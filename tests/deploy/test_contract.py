@@ -1,0 +1,106 @@
+"""The environment contract: what the task definition sets is what the gateway's loader accepts.
+
+This test may import both sides; ``deploy`` itself never imports ``gateway``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.settings import (
+    DRAIN_TIMEOUT_S,
+    GATEWAY_CONFIG_PATH,
+    GATEWAY_PORT,
+    GATEWAY_SECRET_NAMES,
+    PENDING_GATEWAY_ENV,
+    gateway_environment_names,
+)
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from tests.deploy.conftest import Synth, synthesize
+from tests.deploy.test_stacks import _gateway_container, _render
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION = ROOT / "config" / "gateway.production.toml"
+
+
+def _task_environment(synth: Synth) -> tuple[dict[str, str], set[str]]:
+    container: dict[str, Any] = _gateway_container(synth)
+    plain = {e["Name"]: _render(e["Value"]) for e in container["Environment"]}
+    secrets = {s["Name"] for s in container["Secrets"]}
+    return plain, secrets
+
+
+def _with_secrets(plain: dict[str, str], secrets: set[str]) -> dict[str, str]:
+    return {**plain, **{name: "secret-from-secrets-manager" for name in secrets}}
+
+
+def test_task_sets_exactly_the_contract(synth: Synth) -> None:
+    plain, secrets = _task_environment(synth)
+    assert secrets == set(GATEWAY_SECRET_NAMES)
+    assert set(plain) | secrets == gateway_environment_names(synth.ctx)
+    assert not set(plain) & secrets
+
+
+def test_every_variable_is_accepted_by_the_gateway_loader(synth: Synth) -> None:
+    plain, secrets = _task_environment(synth)
+    assert plain["GATEWAY_CONFIG"] == GATEWAY_CONFIG_PATH
+    config = load_config(PRODUCTION.read_text(), _with_secrets(plain, secrets))
+    active = {alias for alias, m in config.models.items() if m.status == "active"}
+    assert active == {m.alias for m in synth.ctx.models}
+    assert config.server.host == "0.0.0.0"
+    assert config.server.port == GATEWAY_PORT
+    assert config.server.drain_timeout_s == DRAIN_TIMEOUT_S
+    assert config.server.workers == max(1, synth.ctx.settings.gateway_cpu // 1024)
+    assert set(config.auth.issuers) == {"users", "admins"}
+    assert config.auth.issuers["users"].token_use == ("id",)
+    assert config.auth.dev_issuer.enabled is False
+    assert synth.ctx.app_name in config.apps
+    assert config.upstreams["litellm"].api_key is not None
+
+
+def test_each_variable_changes_the_config(synth: Synth) -> None:
+    """No variable is silently ignored: dropping any one of them changes the result or fails."""
+    plain, secrets = _task_environment(synth)
+    full = _with_secrets(plain, secrets)
+    baseline = load_config(PRODUCTION.read_text(), full)
+    for name in sorted(set(full) - {"GATEWAY_CONFIG"}):
+        reduced = {k: v for k, v in full.items() if k != name}
+        try:
+            changed = load_config(PRODUCTION.read_text(), reduced) != baseline
+        except ConfigError:
+            changed = True
+        assert changed, f"{name} has no effect"
+
+
+def test_production_config_is_refused_without_the_task_environment() -> None:
+    with pytest.raises(ConfigError, match="no issuer"):
+        load_config(PRODUCTION.read_text(), {})
+
+
+@pytest.mark.parametrize("name", sorted(PENDING_GATEWAY_ENV))
+def test_pending_variables_are_not_accepted_yet(name: str) -> None:
+    """When this fails, the gateway gained the section: move the variable into the contract."""
+    env = _with_secrets(*_task_environment(synthesize(1, "dev")))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(PRODUCTION.read_text(), {**env, name: "value"})
+
+
+def test_check_config_passes_with_the_task_environment() -> None:
+    plain, secrets = _task_environment(synthesize(5, "prod"))
+    env = {**_with_secrets(plain, secrets), "GATEWAY_CONFIG": str(PRODUCTION), "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
