@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.auth.authenticator import Authenticator
 from gateway.config import AuthConfig, IssuerConfig
+from tests.auth.site import Site, close_site, open_site
 from tests.auth.tokens import (
     CLIENT_A,
     CLIENT_B,
@@ -21,6 +23,7 @@ from tests.auth.tokens import (
     rsa_key,
 )
 from tests.fakes.idp import FakeIdP
+from tests.stack import BackgroundLoop
 
 
 def jwks_a() -> list[dict[str, Any]]:
@@ -91,3 +94,18 @@ async def authenticator(idp_a: FakeIdP, idp_b: FakeIdP) -> AsyncIterator[Authent
     await auth.start()
     yield auth
     await auth.aclose()
+
+
+@pytest.fixture(scope="module")
+def site(background: BackgroundLoop) -> Iterator[Site]:
+    """The isolation gateway (``tests.auth.site``), shared by a module's tests."""
+    opened = open_site(background)
+    yield opened
+    close_site(background, opened)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session without default credentials."""
+    async with aiohttp.ClientSession() as session:
+        yield session
