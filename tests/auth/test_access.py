@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import openai
 import pytest
@@ -68,6 +70,33 @@ async def test_key_without_app_is_refused_on_an_app_route(
 ) -> None:
     answer = await call(client, site.url + "/api/chat/v1/models", {"X-Api-Key": key("k-ta")})
     assert answer.status == 403
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"X-Api-Key: gwk_\xff\xfe",
+        b"Authorization: Bearer gwk_\xff",
+        b"Authorization: Bearer eyJ\xff.e30.e30",
+        b"Authorization: Bearer \xc3\xa9",
+    ],
+    ids=["x-api-key-gwk", "bearer-gwk", "bearer-jwt", "bearer-utf8"],
+)
+async def test_credential_that_is_not_utf8_is_401_not_500(site: Site, header: bytes) -> None:
+    """Header bytes reach the handlers surrogate-escaped; an undecodable credential is still a
+    bad credential (401), never a crash (500)."""
+    host, port = site.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n%s\r\nConnection: close\r\n\r\n" % header
+        )
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert data.split(b"\r\n", 1)[0] == b"HTTP/1.1 401 Unauthorized", data[-200:]
 
 
 # --- admin groups --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import hmac
 import time
 from collections.abc import Callable
 
+import jwt
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -48,6 +49,13 @@ def _alg_none(alg: str, keep_signature: bool) -> Case:
         return f"{header}.{p}.{s if keep_signature else ''}"
 
     return build
+
+
+def _other_alg(alg: str) -> Case:
+    """Signed with pool A's real key, but with an algorithm other than RS256."""
+    return lambda _: jwt.encode(
+        access_claims(), rsa_key("a1"), algorithm=alg, headers={"kid": "a1"}
+    )
 
 
 def _hs256(secret: bytes, kid: str = "a1") -> Case:
@@ -130,6 +138,8 @@ CASES: dict[str, Case] = {
     "hs256-jwk-n": _hs256(str(ATTACKER_JWK["n"]).encode()),
     "hs256-real-jwk-n": _hs256(str(public_jwk(rsa_key("a1"), "a1")["n"]).encode()),
     "hs256-oct-jwk-in-jwks": _hs256(b"shared-secret", kid="hs"),
+    # an algorithm the key allows but the configuration does not
+    **{f"alg-{alg}": _other_alg(alg) for alg in ("RS384", "RS512", "PS256")},
     # kid
     "kid-unknown": _signed(kid="no-such-kid"),
     "kid-path-traversal": _signed(kid="../../dev/null"),
