@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable
 
@@ -214,8 +215,9 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_attack_is_rejected(
-    authenticator: Authenticator, attacker: FakeIdP, case: str
+    authenticator: Authenticator, attacker: FakeIdP, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     token = CASES[case](attacker.url)
     with pytest.raises(AuthenticationFailed) as info:
         await authenticator.authenticate(token)
@@ -223,7 +225,7 @@ async def test_attack_is_rejected(
     assert error.http_status == 401
     assert error.type == "authentication_error"
     assert "Bearer" in error.headers()["www-authenticate"]
-    text = f"{error.message} {error!s} {error.to_dict()}"
+    text = f"{error.message} {error!s} {error.to_dict()} {caplog.text}"
     for part in (token, *_parts(token)):
         assert len(part) < 8 or part not in text
     assert attacker.requests == []
