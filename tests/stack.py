@@ -106,8 +106,17 @@ class Stack:
 
 async def serve_post(path: str, handler: Handler) -> tuple[web.AppRunner, int]:
     """A one-route upstream on loopback port 0 (for tests that need a special fake)."""
+    return await _serve_one(web.post(path, handler))
+
+
+async def serve_get(path: str, handler: Handler) -> tuple[web.AppRunner, int]:
+    """A one-route ``GET`` server on loopback port 0."""
+    return await _serve_one(web.get(path, handler))
+
+
+async def _serve_one(route: web.RouteDef) -> tuple[web.AppRunner, int]:
     app = web.Application()
-    app.router.add_post(path, handler)
+    app.add_routes([route])
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -50,7 +50,8 @@ class ApiKeyTable:
 
     def lookup(self, credential: str) -> Principal | None:
         """The principal of ``credential``, or None if no active key matches."""
-        digest = hashlib.sha256(credential.encode()).digest()
+        # Undecodable header bytes reach us as surrogate escapes; they hash (and never match).
+        digest = hashlib.sha256(credential.encode("utf-8", "surrogateescape")).digest()
         found: Principal | None = None
         for stored, principal in self._entries:
             if hmac.compare_digest(stored, digest):

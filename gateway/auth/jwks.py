@@ -7,6 +7,7 @@
 - the last good key set is kept on any failure (network, status, body, parse);
 - an unknown ``kid`` triggers a refresh at most once per ``cooldown_s``; a flood of random
   ``kid``s costs at most one fetch per window and is otherwise answered from memory;
+- the configured URL only: redirects are not followed;
 - bounded: body <= 64 KiB, at most ``max_keys`` keys, ``kid`` <= 128 characters; only RSA
   signing keys (``kty=RSA``, ``use=sig`` and ``alg=RS256`` when present, >= 2048 bits, no private
   parts) are kept.
@@ -132,7 +133,8 @@ class JWKSCache:
     async def _fetch(self) -> bool:
         self.fetches += 1
         try:
-            async with self._session().get(self.url, timeout=self._timeout) as resp:
+            get = self._session().get(self.url, timeout=self._timeout, allow_redirects=False)
+            async with get as resp:
                 if resp.status != 200:
                     raise ValueError(f"status {resp.status}")
                 body = await _read_capped(resp, MAX_JWKS_BYTES)

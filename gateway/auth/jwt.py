@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,6 +32,9 @@ MAX_TOKEN_BYTES: Final = 8192
 MAX_KID_CHARS: Final = 128
 REQUIRED_CLAIMS: Final = ("exp", "iat", "iss", "sub", "token_use")
 _ALGORITHMS: Final = ["RS256"]
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
+"""RFC 7515 segments: base64url without padding. Anything else (``=``, ``+``, ``/``, spaces) would
+let one signature appear as many accepted token strings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ def peek(token: str) -> Peek:
     if len(token) > MAX_TOKEN_BYTES:
         raise invalid(f"longer than {MAX_TOKEN_BYTES} bytes")
     parts = token.split(".")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or not all(_BASE64URL.fullmatch(part) for part in parts):
         raise invalid("not a signed JWT")
     header, payload = _segment(parts[0], "header"), _segment(parts[1], "payload")
     kid, iss = header.get("kid"), payload.get("iss")
@@ -102,7 +106,7 @@ def verify(token: str, key: RSAPublicKey, policy: IssuerPolicy, leeway_s: float)
         raise invalid(f"missing claim {exc.claim}") from exc
     except jwt.InvalidSignatureError as exc:
         raise invalid("bad signature") from exc
-    except jwt.InvalidTokenError as exc:  # algorithm, crit header, malformed claims, ...
+    except (jwt.InvalidTokenError, OverflowError) as exc:  # alg, crit, malformed claims, ...
         raise invalid("malformed or unsupported") from exc
     _check_use_and_client(claims, policy)
     return claims

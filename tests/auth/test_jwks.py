@@ -287,3 +287,19 @@ async def test_cancelled_caller_does_not_cancel_the_shared_fetch(
     assert await second is not None
     assert first.cancelled()
     assert len(idp_a.requests) == 1
+
+
+async def test_redirects_are_not_followed(idp_a: FakeIdP, session: aiohttp.ClientSession) -> None:
+    async def redirect(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        raise aiohttp.web.HTTPFound(idp_a.jwks_url)
+
+    runner, port = await stack.serve_get("/jwks.json", redirect)
+    try:
+        cache = make_cache(idp_a, session)
+        cache.url = f"http://127.0.0.1:{port}/jwks.json"
+        before = len(idp_a.requests)
+        assert not await cache.refresh()
+        assert not cache.loaded
+        assert len(idp_a.requests) == before  # the redirect target was never fetched
+    finally:
+        await runner.cleanup()
