@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway import lifecycle
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.jwt import MAX_TOKEN_BYTES
 from gateway.auth.policy import AccessPolicy
 from gateway.config import GatewayConfig
 from gateway.keys import AUTHENTICATOR, CONFIG, IN_FLIGHT, METRICS, PIPELINE, POLICY, SNAPSHOTS
@@ -38,7 +39,9 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
             config, services.metrics, authenticator, policy, PUBLIC_PATHS
         ),
         client_max_size=config.server.max_body_bytes,
-        handler_args={"max_field_size": 8190},
+        # Room for a bearer token at twice the verifier's cap, so an oversized token gets the
+        # gateway's own 401 rather than the HTTP parser's plain-text 400.
+        handler_args={"max_field_size": 2 * MAX_TOKEN_BYTES},
     )
     registry = UpstreamRegistry(config)
     app[CONFIG] = config

@@ -402,3 +402,15 @@ async def test_upstream_429_retry_hints(
     for name in leaky:  # the upstream's own accounting headers are not the client's business
         assert name not in headers
     assert stack.metrics.upstream_errors.values == {("fake", "status_429"): 1.0}
+
+
+@pytest.mark.parametrize("size", [8_200, 12_000])
+async def test_oversized_bearer_token_gets_the_gateways_401(
+    stack: Stack, http: aiohttp.ClientSession, size: int
+) -> None:
+    headers = {"Authorization": "Bearer " + "a" * size}
+    async with http.get(stack.v1 + "/models", headers=headers) as response:
+        error = await read_error(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "8192" in error["message"]
+    assert "aaaa" not in error["message"]
