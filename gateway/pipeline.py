@@ -44,7 +44,7 @@ class Pipeline:
         """
         model, upstream = self._registry.resolve(request.model, "chat")
         with self._observe(upstream.name):
-            payload = await upstream.complete(_upstream_request(ctx, request.body, model.target))
+            payload = await upstream.complete(_upstream_request(ctx, request.body, model))
             _require_object(payload, upstream.name)
         return payload
 
@@ -59,9 +59,7 @@ class Pipeline:
         """
         model, upstream = self._registry.resolve(request.model, "chat")
         with self._observe(upstream.name):
-            async with upstream.stream(
-                _upstream_request(ctx, request.body, model.target)
-            ) as chunks:
+            async with upstream.stream(_upstream_request(ctx, request.body, model)) as chunks:
                 yield chunks
 
     async def embed(self, ctx: RequestContext, request: EmbeddingRequest) -> Payload:
@@ -72,7 +70,7 @@ class Pipeline:
         """
         model, upstream = self._registry.resolve(request.model, "embedding")
         with self._observe(upstream.name):
-            payload = await upstream.embed(_upstream_request(ctx, request.body, model.target))
+            payload = await upstream.embed(_upstream_request(ctx, request.body, model))
             _require_object(payload, upstream.name)
             try:
                 _encode_embeddings(payload, request.encoding_format)
@@ -95,8 +93,10 @@ class Pipeline:
             raise
 
 
-def _upstream_request(ctx: RequestContext, body: JSONObject, target: str) -> UpstreamRequest:
-    return UpstreamRequest(request_id=ctx.request_id, body={**body, "model": target})
+def _upstream_request(ctx: RequestContext, body: JSONObject, model: ModelConfig) -> UpstreamRequest:
+    return UpstreamRequest(
+        request_id=ctx.request_id, body={**body, "model": model.target}, model=model
+    )
 
 
 def _require_object(payload: Payload, upstream: str) -> None:
