@@ -89,7 +89,9 @@ class SageMakerUpstream:
     @classmethod
     async def open(cls, name: str, config: UpstreamConfig) -> SageMakerUpstream:
         """Create the worker's client (its connection pool opens on first use)."""
-        session = aioboto3.Session()
+        # botocore reads its config and JSON models from disk: do that in a thread, so that
+        # creating the client in the loop only hits warm caches.
+        session = await asyncio.to_thread(_new_session)
         aio_config = AioConfig(
             connect_timeout=config.connect_timeout_s,
             read_timeout=max(config.first_byte_timeout_s, config.idle_timeout_s) + _READ_MARGIN_S,
@@ -160,23 +162,23 @@ class SageMakerUpstream:
         budget = config.first_byte_timeout_s
         phase: TimeoutPhase = "first_byte"
         with self._map_errors("idle", config.idle_timeout_s):
-            async with asyncio.timeout(None) as timer:
-                while not decoder.done:
-                    timer.reschedule(min(clock() + budget, deadline))
-                    try:
+            try:
+                async with asyncio.timeout(None) as timer:
+                    while not decoder.done:
+                        timer.reschedule(min(clock() + budget, deadline))
                         event = await anext(events, None)
-                    except TimeoutError:
-                        raise _timeout(clock(), deadline, phase, budget, config) from None
-                    timer.reschedule(None)
-                    budget, phase = config.idle_timeout_s, "idle"
-                    try:
-                        batch = decoder.finish() if event is None else _feed(decoder, event)
-                    except StreamFailed as failed:
-                        if failed.chunks:
-                            yield failed.chunks
-                        raise failed.error from None
-                    if batch:
-                        yield batch
+                        timer.reschedule(None)  # the consumer's pace is not the upstream's
+                        budget, phase = config.idle_timeout_s, "idle"
+                        try:
+                            batch = decoder.finish() if event is None else _feed(decoder, event)
+                        except StreamFailed as failed:
+                            if failed.chunks:
+                                yield failed.chunks
+                            raise failed.error from None
+                        if batch:
+                            yield batch
+            except TimeoutError:
+                raise _timeout(clock(), deadline, phase, budget, config) from None
 
     def _stream_settings(
         self, request: UpstreamRequest, prepared: ContainerRequest
@@ -275,3 +277,16 @@ def _invoke_args(
     if sm.custom_attributes is not None:
         args["CustomAttributes"] = sm.custom_attributes
     return args
+
+
+def _new_session() -> aioboto3.Session:
+    """A session with what client creation reads from disk already loaded (blocking: a thread)."""
+    session = aioboto3.Session()
+    core = session._session  # aioboto3 has no public handle on its botocore session
+    core.get_scoped_config()
+    loader = core.get_component("data_loader")
+    for name in ("endpoints", "sdk-default-configuration", "_retry", "partitions"):
+        loader.load_data(name)
+    for kind in ("service-2", "endpoint-rule-set-1"):
+        loader.load_service_model("sagemaker-runtime", kind, api_version=None)
+    return session

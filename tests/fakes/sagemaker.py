@@ -123,27 +123,35 @@ class FakeSageMaker:
         app.router.add_post("/endpoints/{name}/invocations-response-stream", self.invoke_stream)
         return app
 
-    async def _receive(self, request: web.Request) -> tuple[FakeEndpoint, dict[str, Any]]:
+    async def _receive(
+        self, request: web.Request
+    ) -> tuple[FakeEndpoint, dict[str, Any]] | web.Response:
         body = orjson.loads(await request.read())
         self.requests.append(Received(request.path, dict(request.headers), body))
         name = request.match_info["name"]
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             message = f"Endpoint {name} of account 123456789012 not found."
-            raise _error_response(400, "ValidationError", {"message": message}, {})
+            return _error_response(400, "ValidationError", {"message": message}, {})
         if endpoint.error is not None:
             status, kind, payload = endpoint.error
-            raise _error_response(status, kind, payload, endpoint.error_headers)
+            return _error_response(status, kind, payload, endpoint.error_headers)
         return endpoint, body
 
     async def invoke(self, request: web.Request) -> web.Response:
-        endpoint, body = await self._receive(request)
+        received = await self._receive(request)
+        if isinstance(received, web.Response):
+            return received
+        endpoint, body = received
         return web.Response(
             body=orjson.dumps(_non_stream(endpoint, body)), content_type="application/json"
         )
 
     async def invoke_stream(self, request: web.Request) -> web.StreamResponse:
-        endpoint, body = await self._receive(request)
+        received = await self._receive(request)
+        if isinstance(received, web.Response):
+            return received
+        endpoint, body = received
         parts = _cut(_stream_records(endpoint, body), endpoint.part_bytes)
         response = web.StreamResponse(
             headers={
@@ -187,14 +195,14 @@ class FakeSageMaker:
 
 def _error_response(
     status: int, kind: str, payload: dict[str, Any], headers: dict[str, str]
-) -> web.HTTPException:
-    response = web.HTTPException(
+) -> web.Response:
+    """A modeled error as the rest-json protocol carries it."""
+    return web.Response(
+        status=status,
         body=orjson.dumps(payload),
         content_type="application/json",
         headers={"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/coral/", **headers},
     )
-    response.set_status(status)
-    return response
 
 
 def _cut(records: list[bytes], size: int | None) -> list[bytes]:
