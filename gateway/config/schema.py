@@ -107,6 +107,8 @@ class UpstreamConfig:
         """Problems beyond the field types."""
         if self.kind == "sagemaker":
             yield from self._check_sagemaker(where)
+        elif not self.base_url:
+            yield f"{where}.base_url: required"
         elif not self.base_url.startswith(("http://", "https://")):
             yield f"{where}.base_url: must be an http(s) URL"
         for timeout in ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s"):

@@ -19,7 +19,8 @@ complete; ``finish()`` is called at the end of the event stream. Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -101,16 +102,9 @@ class StreamDecoder:
         if self._done:
             return []
         out: list[Chunk] = []
-        try:
+        with self._failing(out):
             for record in self._records(data):
                 self._record(record, out)  # ignores records after the end marker
-        except _InBandError as exc:
-            raise StreamFailed(out, exc.error) from None
-        except (SSEProtocolError, WireError) as exc:
-            raise StreamFailed(
-                out,
-                UpstreamProtocolError(f"upstream {self._settings.upstream!r} broke the protocol"),
-            ) from exc
         return out
 
     def finish(self) -> list[Chunk]:
@@ -120,11 +114,12 @@ class StreamDecoder:
             StreamFailed: the output ended before the dialect's end marker.
         """
         out: list[Chunk] = []
-        if not self._done:
-            tail = self._sse.flush() if self._sse is not None else [self._lines]
+        if self.done:
+            return out
+        with self._failing(out):
+            tail = [e.data for e in self._sse.flush()] if self._sse is not None else [self._lines]
             self._lines = b""
-            for item in tail:
-                data = item if isinstance(item, bytes) else item.data
+            for data in tail:
                 if data.strip():
                     self._record(data, out)
         if not self._done:
@@ -135,6 +130,19 @@ class StreamDecoder:
                 ),
             )
         return out
+
+    @contextlib.contextmanager
+    def _failing(self, out: list[Chunk]) -> Iterator[None]:
+        """Turn failures into ``StreamFailed`` carrying the chunks decoded before them."""
+        try:
+            yield
+        except _InBandError as exc:
+            raise StreamFailed(out, exc.error) from None
+        except (SSEProtocolError, WireError) as exc:
+            error = UpstreamProtocolError(
+                f"upstream {self._settings.upstream!r} broke the protocol"
+            )
+            raise StreamFailed(out, error) from exc
 
     def _records(self, data: bytes) -> list[bytes]:
         if self._sse is not None:

@@ -221,6 +221,11 @@ def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
     }
 
 
+def stream_output(endpoint: FakeEndpoint, body: dict[str, Any]) -> bytes:
+    """Everything the endpoint's container streams for ``body``, as one byte string."""
+    return b"".join(_stream_records(endpoint, body))
+
+
 def _stream_records(endpoint: FakeEndpoint, body: dict[str, Any]) -> list[bytes]:
     tokens = tokens_of(endpoint.text)
     if endpoint.dialect in ("messages", "vllm"):
