@@ -14,12 +14,15 @@ parts) and total, enforced with one ``asyncio.Timeout`` per stream, re-armed per
 while the consumer holds a batch (a slow client is the route's business, not an upstream timeout).
 Leaving the stream context closes the HTTP response, so a client disconnect stops the endpoint's
 generation at once; the request body is checked against SageMaker's 6 MiB limit before sending.
+The AWS SDK's loggers are capped at WARNING whatever the gateway's level: at DEBUG they record
+request bodies, i.e. prompts (PHI).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -69,6 +72,8 @@ else:
 MAX_REQUEST_BYTES: Final = 6 * 1024 * 1024
 _READ_MARGIN_S: Final = 5.0
 _ACCEPT: Final = {"lmi": "application/jsonlines"}
+#: PHI: at DEBUG these loggers record request bodies (prompts) and response bytes.
+_SDK_LOGGERS: Final = ("aioboto3", "aiobotocore", "boto3", "botocore", "urllib3")
 
 
 class SageMakerUpstream:
@@ -89,6 +94,8 @@ class SageMakerUpstream:
     @classmethod
     async def open(cls, name: str, config: UpstreamConfig) -> SageMakerUpstream:
         """Create the worker's client (its connection pool opens on first use)."""
+        for logger in _SDK_LOGGERS:  # PHI: whatever the gateway's own log level
+            logging.getLogger(logger).setLevel(logging.WARNING)
         # botocore reads its config and JSON models from disk: do that in a thread, so that
         # creating the client in the loop only hits warm caches.
         session = await asyncio.to_thread(_new_session)

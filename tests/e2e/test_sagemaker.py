@@ -3,6 +3,7 @@ frames), for every container dialect: completions, usage, headers, errors, disco
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -388,3 +389,30 @@ def test_client_disconnect_closes_the_upstream_stream(sm_stack: Stack, client: O
     assert fake.disconnects == 1
     assert fake.completed_streams == 0
     assert fake.open_streams == 0
+
+
+def test_prompts_stay_out_of_debug_logs(
+    open_sm: Callable[..., Stack], caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = "Patient Jane Roe, MRN 4417-2231"
+    caplog.set_level(logging.DEBUG)
+    stack = open_sm()
+    with OpenAI(base_url=stack.v1, api_key=stack.api_key, max_retries=0) as sdk:
+        messages: list[Any] = [{"role": "user", "content": marker}]
+        sdk.chat.completions.create(model="sm-tgi", messages=messages)
+        list(sdk.chat.completions.create(model="sm-vllm", messages=messages, stream=True))
+    assert _fake(stack).requests[-1].body["messages"][0]["content"] == marker
+    assert caplog.records  # debug logging really was on
+    assert "4417-2231" not in caplog.text
+    assert "Héllo" not in caplog.text  # nor what the model said
+
+
+def test_retries_are_bounded(open_sm: Callable[..., Stack]) -> None:
+    stack = open_sm(max_retries=1)
+    _endpoint(stack, "sm-tgi").error = (503, "ServiceUnavailable", {"message": "busy"})
+    with (
+        OpenAI(base_url=stack.v1, api_key=stack.api_key, max_retries=0) as sdk,
+        pytest.raises(openai.InternalServerError),
+    ):
+        sdk.chat.completions.create(model="sm-tgi", messages=MESSAGES, stream=True)
+    assert len(_fake(stack).requests) == 2  # the call and one retry
