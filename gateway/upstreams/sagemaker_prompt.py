@@ -2,8 +2,9 @@
 
 Sans-io and pure. The native dialects (``tgi``, ``lmi``) take one prompt string, built here from the
 chat messages with a built-in template chosen per model (never a user- or config-supplied Jinja
-template: CVE-2024-2952 was an RCE through one). What those containers cannot do is refused with a
-400 (``n > 1``, tools, structured output, non-text content) rather than silently ignored. The
+template: CVE-2024-2952 was an RCE through one); message text containing the template's control
+markers is refused, so no caller can forge a system turn. What those containers cannot do is
+refused with a 400 (``n > 1``, tools, structured output, non-text content) rather than silently ignored. The
 OpenAI-wire dialects (``messages``, ``vllm``) get the allow-listed body as is, with usage always
 requested on streams (the pipeline meters from it; the client only sees it if it asked).
 """
@@ -137,7 +138,19 @@ def _text(content: object, i: int) -> str:
 
 
 def render_prompt(template: ChatTemplate, turns: Sequence[Turn]) -> str:
-    """The prompt for ``turns`` in ``template``'s format, ending where the assistant speaks."""
+    """The prompt for ``turns`` in ``template``'s format, ending where the assistant speaks.
+
+    Raises:
+        InvalidRequest: a message contains one of the template's control markers (containers
+            tokenize them as special tokens, so a user could forge a system or assistant turn).
+    """
+    markers = _MARKERS[template]
+    for i, (_, text) in enumerate(turns):
+        if any(marker in text for marker in markers):
+            raise InvalidRequest(
+                f"messages[{i}]: contains a reserved chat-template marker",
+                param=f"messages[{i}].content",
+            )
     return _TEMPLATES[template](turns)
 
 
@@ -177,6 +190,13 @@ def _llama2(turns: Sequence[Turn]) -> str:
     return _inst(turns, "<<SYS>>\n{}\n<</SYS>>\n\n", " </s><s>")
 
 
+_INST_MARKERS: Final = ("<s>", "</s>", "[INST]", "[/INST]")
+_MARKERS: Final[dict[str, tuple[str, ...]]] = {
+    "llama3": ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "mistral": _INST_MARKERS,
+    "llama2": (*_INST_MARKERS, "<<SYS>>", "<</SYS>>"),
+}
 _TEMPLATES: Final[dict[str, Callable[[Sequence[Turn]], str]]] = {
     "llama3": _llama3,
     "chatml": _chatml,
