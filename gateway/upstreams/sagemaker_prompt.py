@@ -4,9 +4,9 @@ Sans-io and pure. The native dialects (``tgi``, ``lmi``) take one prompt string,
 chat messages with a built-in template chosen per model (never a user- or config-supplied Jinja
 template: CVE-2024-2952 was an RCE through one); message text containing the template's control
 markers is refused, so no caller can forge a system turn. What those containers cannot do is
-refused with a 400 (``n > 1``, tools, structured output, non-text content) rather than silently ignored. The
-OpenAI-wire dialects (``messages``, ``vllm``) get the allow-listed body as is, with usage always
-requested on streams (the pipeline meters from it; the client only sees it if it asked).
+refused with a 400 (``n > 1``, tools, structured output, non-text content) rather than silently
+ignored. The OpenAI-wire dialects (``messages``, ``vllm``) get the allow-listed body as is, with
+usage always requested on streams (the pipeline meters from it; the client sees it if it asked).
 """
 
 from __future__ import annotations
