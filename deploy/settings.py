@@ -249,7 +249,6 @@ PENDING_GATEWAY_ENV: Final[Mapping[str, str]] = {
     "GATEWAY__STORES__POSTGRES__DSN": "postgresql://{cluster endpoint}:5433/ledger (data stack)",
     "GATEWAY__STORES__POSTGRES__PASSWORD": "secret: the ledger credentials (data stack)",
     "GATEWAY__PHI__VAULT_KMS_KEY_ARN": "the PHI vault key (data stack; the task role may use it)",
-    "GATEWAY__UPSTREAMS__SAGEMAKER__REGION": "the region of this deployment's endpoints",
 }
 """Variables to set once the gateway's config has ``stores``, ``phi`` and a SageMaker upstream
 (later issues). The stacks already create and wire what they point at."""

@@ -143,6 +143,10 @@ def _check_config(path: str, config: GatewayConfig) -> int:
     print(f"{path}: OK")
     print(f"  listen   {config.server.host}:{config.server.port}, {worker_count(config)} workers")
     for name, up in config.upstreams.items():
+        if up.kind == "sagemaker":
+            where = up.endpoint_url or f"region {up.region}"
+            print(f"  upstream {name}: sagemaker at {where} (AWS default credentials)")
+            continue
         key = "credential set" if up.api_key is not None else "no credential"
         print(f"  upstream {name}: {up.kind} at {up.base_url} ({key})")
     for alias, model in config.models.items():

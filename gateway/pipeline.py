@@ -67,7 +67,7 @@ class Pipeline:
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
         with self._observe(upstream.name):
-            payload = await upstream.complete(_upstream_request(ctx, request.body, model.target))
+            payload = await upstream.complete(_upstream_request(ctx, request.body, model))
             _require_object(payload, upstream.name)
         return payload
 
@@ -82,9 +82,7 @@ class Pipeline:
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
         with self._observe(upstream.name):
-            async with upstream.stream(
-                _upstream_request(ctx, request.body, model.target)
-            ) as chunks:
+            async with upstream.stream(_upstream_request(ctx, request.body, model)) as chunks:
                 yield chunks
 
     async def embed(self, ctx: RequestContext, request: EmbeddingRequest) -> Payload:
@@ -95,7 +93,7 @@ class Pipeline:
         """
         model, upstream = self._resolve(ctx, request.model, "embedding")
         with self._observe(upstream.name):
-            payload = await upstream.embed(_upstream_request(ctx, request.body, model.target))
+            payload = await upstream.embed(_upstream_request(ctx, request.body, model))
             _require_object(payload, upstream.name)
             try:
                 _encode_embeddings(payload, request.encoding_format)
@@ -124,8 +122,10 @@ def _principal(ctx: RequestContext) -> Principal:
     return ctx.principal
 
 
-def _upstream_request(ctx: RequestContext, body: JSONObject, target: str) -> UpstreamRequest:
-    return UpstreamRequest(request_id=ctx.request_id, body={**body, "model": target})
+def _upstream_request(ctx: RequestContext, body: JSONObject, model: ModelConfig) -> UpstreamRequest:
+    return UpstreamRequest(
+        request_id=ctx.request_id, body={**body, "model": model.target}, model=model
+    )
 
 
 def _require_object(payload: Payload, upstream: str) -> None:

@@ -1,7 +1,9 @@
 """A running gateway in front of the fake upstream, served from a background event loop.
 
 Tests talk to it over real loopback sockets, so the synchronous openai-python client works from
-plain test functions and the asynchronous one from asyncio tests.
+plain test functions and the asynchronous one from asyncio tests. With ``sagemaker=...`` the stack
+also runs the fake SageMaker runtime (``tests/fakes/sagemaker.py``) behind a ``sagemaker`` upstream
+reached by the real aioboto3 client, with one model per container dialect (``SAGEMAKER_MODELS``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.config import (
     DevIssuerConfig,
     GatewayConfig,
     ModelConfig,
+    SageMakerModelConfig,
     Secret,
     ServerConfig,
     TenantConfig,
@@ -30,9 +33,17 @@ from gateway.config import (
 from gateway.demo import FakeOpenAI, start_fake
 from gateway.telemetry import Metrics
 from tests import identity
+from tests.fakes.sagemaker import FakeEndpoint, FakeSageMaker, start_fake_sagemaker
 
 _T = TypeVar("_T")
 UPSTREAM_KEY = "sk-gateway-own-upstream-key"
+#: Model alias -> (endpoint name, dialect, chat template) of the SageMaker models in a stack.
+SAGEMAKER_MODELS: dict[str, tuple[str, Any, Any]] = {
+    "sm-tgi": ("ep-tgi", "tgi", "llama3"),
+    "sm-messages": ("ep-messages", "messages", None),
+    "sm-lmi": ("ep-lmi", "lmi", "chatml"),
+    "sm-vllm": ("ep-vllm", "vllm", None),
+}
 
 
 class BackgroundLoop:
@@ -57,23 +68,43 @@ def make_config(
     *,
     server: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Any] | None = None,
+    sagemaker_url: str | None = None,
+    sagemaker: Mapping[str, Any] | None = None,
+    sagemaker_model: Mapping[str, Any] | None = None,
 ) -> GatewayConfig:
-    """A test configuration: one fake upstream, a chat and an embedding model, the test issuer, and
-    tenant ``tests`` allowed every model."""
+    """A test configuration: the test issuer, tenant ``tests`` allowed every model, one fake
+    upstream, a chat and an embedding model; with
+    ``sagemaker_url``, a SageMaker upstream (``sagemaker`` overrides its settings) and models."""
+    upstreams = {
+        "fake": UpstreamConfig(
+            base_url=upstream_url, api_key=Secret(UPSTREAM_KEY), **(upstream or {})
+        )
+    }
+    models = {
+        "test-chat": ModelConfig(upstream="fake", target="fake-chat", owned_by="tests"),
+        "test-embed": ModelConfig(upstream="fake", target="fake-embed", kind="embedding"),
+        "hidden": ModelConfig(upstream="fake", target="fake-chat", status="disabled"),
+    }
+    if sagemaker_url is not None:
+        settings = {"region": "us-east-1", "max_retries": 0, **(sagemaker or {})}
+        upstreams["sm"] = UpstreamConfig(kind="sagemaker", endpoint_url=sagemaker_url, **settings)
+        for alias, (endpoint, dialect, template) in SAGEMAKER_MODELS.items():
+            models[alias] = ModelConfig(
+                upstream="sm",
+                target=f"{dialect}-model",
+                sagemaker=SageMakerModelConfig(
+                    endpoint_name=endpoint,
+                    dialect=dialect,
+                    chat_template=template,
+                    **(sagemaker_model or {}),
+                ),
+            )
     return GatewayConfig(
         server=ServerConfig(**{"port": 0, "workers": 1, **(server or {})}),
         auth=test_auth(),
         tenants={identity.TENANT: TenantConfig(models=("*",))},
-        upstreams={
-            "fake": UpstreamConfig(
-                base_url=upstream_url, api_key=Secret(UPSTREAM_KEY), **(upstream or {})
-            )
-        },
-        models={
-            "test-chat": ModelConfig(upstream="fake", target="fake-chat", owned_by="tests"),
-            "test-embed": ModelConfig(upstream="fake", target="fake-embed", kind="embedding"),
-            "hidden": ModelConfig(upstream="fake", target="fake-chat", status="disabled"),
-        },
+        upstreams=upstreams,
+        models=models,
     )
 
 
@@ -98,10 +129,19 @@ class Stack:
     config: GatewayConfig
     metrics: Metrics
     runners: list[web.AppRunner] = field(default_factory=list)
+    sagemaker: FakeSageMaker | None = None
+    """The fake SageMaker runtime, when the stack was opened with one."""
+    api_key: str = field(default_factory=identity.default_token)
+    """The credential clients present to the gateway (the session's default test token)."""
 
     @property
     def v1(self) -> str:
         return f"{self.url}/v1"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers that authenticate a raw HTTP request to the gateway."""
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
 async def serve_post(path: str, handler: Handler) -> tuple[web.AppRunner, int]:
@@ -142,12 +182,32 @@ def open_stack(
     *,
     server: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Any] | None = None,
+    sagemaker: Mapping[str, Any] | None = None,
+    sagemaker_model: Mapping[str, Any] | None = None,
 ) -> Stack:
-    """Start the fake upstream and the gateway in front of it."""
+    """Start the fake upstream and the gateway in front of it; with ``sagemaker`` (upstream
+    settings, ``{}`` for the defaults) also the fake SageMaker runtime, one endpoint per dialect.
+    AWS credentials come from the default chain: set dummy ones in the environment first."""
     fake = FakeOpenAI()
     fake_runner, fake_port = background.run(start_fake(fake))
     fake_url = f"http://127.0.0.1:{fake_port}"
-    config = make_config(fake_url, server=server, upstream=upstream)
+    runners = [fake_runner]
+    fake_sm = sm_url = None
+    if sagemaker is not None:
+        fake_sm = FakeSageMaker()
+        for endpoint, dialect, _ in SAGEMAKER_MODELS.values():
+            fake_sm.endpoints[endpoint] = FakeEndpoint(dialect=dialect)
+        sm_runner, sm_port = background.run(start_fake_sagemaker(fake_sm))
+        runners.append(sm_runner)
+        sm_url = f"http://127.0.0.1:{sm_port}"
+    config = make_config(
+        fake_url,
+        server=server,
+        upstream=upstream,
+        sagemaker_url=sm_url,
+        sagemaker=sagemaker,
+        sagemaker_model=sagemaker_model,
+    )
     metrics = Metrics()
     runner, port = background.run(start_gateway(config, metrics))
     return Stack(
@@ -156,7 +216,8 @@ def open_stack(
         fake_url=fake_url,
         config=config,
         metrics=metrics,
-        runners=[runner, fake_runner],
+        runners=[runner, *runners],
+        sagemaker=fake_sm,
     )
 
 

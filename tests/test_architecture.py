@@ -64,3 +64,20 @@ def test_every_module_imports_without_environment_or_side_effects() -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == b""
+
+
+AWS_SDK = ("aioboto3", "aiobotocore", "botocore", "boto3")
+AWS_ALLOWED = ("upstreams/sagemaker.py", "upstreams/errors.py")
+
+
+@pytest.mark.parametrize("path", _modules(), ids=_relative)
+def test_aws_sdk_only_in_the_sagemaker_adapter(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    if imported & set(AWS_SDK):
+        assert _relative(path) in AWS_ALLOWED, f"{_relative(path)} imports the AWS SDK"

@@ -21,7 +21,9 @@ from gateway.config.access import (
 )
 from gateway.config.secret import Secret
 
-UpstreamKind = Literal["litellm", "openai"]
+UpstreamKind = Literal["litellm", "openai", "sagemaker"]
+SageMakerDialect = Literal["tgi", "messages", "lmi", "vllm"]
+ChatTemplate = Literal["llama3", "llama2", "mistral", "chatml"]
 ModelKind = Literal["chat", "embedding"]
 ModelStatus = Literal["active", "disabled"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -70,12 +72,22 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamConfig:
-    """An OpenAI-compatible upstream (a LiteLLM proxy or any OpenAI-wire server)."""
+    """An upstream: an OpenAI-compatible server (LiteLLM proxy, any OpenAI-wire server) or the
+    SageMaker runtime of one AWS region."""
 
     kind: UpstreamKind = "litellm"
-    """`litellm` (LiteLLM proxy) or `openai` (any OpenAI-compatible server)."""
-    base_url: str
-    """Base URL without `/v1`, e.g. http://litellm.internal:4000."""
+    """`litellm` (LiteLLM proxy), `openai` (any OpenAI-compatible server) or `sagemaker`
+    (SageMaker runtime; each model names its endpoint in `models.<alias>.sagemaker`)."""
+    base_url: str = ""
+    """Base URL without `/v1`, e.g. http://litellm.internal:4000 (`litellm`/`openai` only)."""
+    region: str | None = None
+    """AWS region of the SageMaker endpoints, e.g. eu-west-1 (`sagemaker` only, required).
+    Credentials come from the default chain (the Fargate task role)."""
+    endpoint_url: str | None = None
+    """Override of the SageMaker runtime URL, e.g. a VPC interface endpoint (`sagemaker` only)."""
+    max_retries: int = 1
+    """SageMaker only: retries of a call refused before any output (throttling, 5xx, connection
+    errors; botocore standard mode with backoff). Clients retry too: keep it small."""
     api_key: Secret | None = None
     """The gateway's own credential for this upstream (set it via the environment)."""
     connect_timeout_s: float = 5.0
@@ -93,7 +105,11 @@ class UpstreamConfig:
 
     def check(self, where: str) -> Iterator[str]:
         """Problems beyond the field types."""
-        if not self.base_url.startswith(("http://", "https://")):
+        if self.kind == "sagemaker":
+            yield from self._check_sagemaker(where)
+        elif not self.base_url:
+            yield f"{where}.base_url: required"
+        elif not self.base_url.startswith(("http://", "https://")):
             yield f"{where}.base_url: must be an http(s) URL"
         for timeout in ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s"):
             if getattr(self, timeout) <= 0:
@@ -104,6 +120,58 @@ class UpstreamConfig:
             yield f"{where}.max_connections: must be >= 1"
         if self.max_event_bytes < 1024:
             yield f"{where}.max_event_bytes: must be at least 1024"
+
+    def _check_sagemaker(self, where: str) -> Iterator[str]:
+        if not self.region:
+            yield f"{where}.region: required for kind = 'sagemaker'"
+        if self.base_url:
+            yield f"{where}.base_url: not used by kind = 'sagemaker' (see endpoint_url)"
+        if self.api_key is not None:
+            yield f"{where}.api_key: not used by kind = 'sagemaker' (AWS default credentials)"
+        if self.endpoint_url is not None and not self.endpoint_url.startswith(
+            ("http://", "https://")
+        ):
+            yield f"{where}.endpoint_url: must be an http(s) URL"
+        if not 0 <= self.max_retries <= 5:
+            yield f"{where}.max_retries: must be between 0 and 5"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SageMakerModelConfig:
+    """Where and how a model is served on SageMaker (`[models.<alias>.sagemaker]`)."""
+
+    endpoint_name: str
+    """The SageMaker endpoint name."""
+    dialect: SageMakerDialect
+    """The container's wire format: `tgi` (TGI native `inputs`/`parameters`, SSE `token` events),
+    `messages` (TGI/vLLM Messages API: OpenAI chat body and chunks), `lmi` (DJL/LMI jsonlines
+    tokens) or `vllm` (vLLM `/invocations`: the OpenAI server's output)."""
+    chat_template: ChatTemplate | None = None
+    """Prompt format for `tgi` and `lmi` (required there): `llama3`, `llama2`, `mistral` or
+    `chatml` (Qwen and others). Built in, never a user-supplied Jinja template."""
+    max_new_tokens: int = 1024
+    """`max_new_tokens` sent to `tgi`/`lmi` containers when the client sets no `max_tokens`."""
+    inference_component: str | None = None
+    """`X-Amzn-SageMaker-Inference-Component` (endpoints hosting several models)."""
+    target_variant: str | None = None
+    """`X-Amzn-SageMaker-Target-Variant` (pin a production variant)."""
+    custom_attributes: str | None = None
+    """`X-Amzn-SageMaker-Custom-Attributes`, passed to the container as is (e.g.
+    `accept_eula=true`); at most 1024 printable ASCII characters."""
+
+    def check(self, where: str) -> Iterator[str]:
+        """Problems beyond the field types."""
+        if not self.endpoint_name:
+            yield f"{where}.endpoint_name: must not be empty"
+        if self.dialect in ("tgi", "lmi") and self.chat_template is None:
+            yield f"{where}.chat_template: required for dialect {self.dialect!r}"
+        if self.max_new_tokens < 1:
+            yield f"{where}.max_new_tokens: must be >= 1"
+        attrs = self.custom_attributes
+        if attrs is not None and (
+            len(attrs) > 1024 or not all(0x20 <= ord(c) < 0x7F for c in attrs)
+        ):
+            yield f"{where}.custom_attributes: at most 1024 printable ASCII characters"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +190,8 @@ class ModelConfig:
     """`created` (Unix seconds) shown in /v1/models."""
     status: ModelStatus = "active"
     """`disabled` models are hidden and answer 404."""
+    sagemaker: SageMakerModelConfig | None = None
+    """Endpoint settings; required when the upstream is of kind `sagemaker`, refused otherwise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +214,8 @@ class GatewayConfig:
         for alias, model in self.models.items():
             if model.upstream not in self.upstreams:
                 yield f"models.{alias}.upstream: no upstream named {model.upstream!r}"
+            else:
+                yield from _check_sagemaker_model(alias, model, self.upstreams[model.upstream])
         yield from _check_model_lists(self)
         yield from check_app_names(self.apps)
         for name, key in self.api_keys.items():
@@ -169,3 +241,15 @@ def _check_model_lists(config: GatewayConfig) -> Iterator[str]:
             for alias in entry.models:
                 if alias != WILDCARD and alias not in config.models:
                     yield f"{section}.{name}.models: no model named {alias!r}"
+
+
+def _check_sagemaker_model(
+    alias: str, model: ModelConfig, upstream: UpstreamConfig
+) -> Iterator[str]:
+    if upstream.kind == "sagemaker":
+        if model.sagemaker is None:
+            yield f"models.{alias}.sagemaker: required (upstream {model.upstream!r} is SageMaker)"
+        elif model.kind != "chat":
+            yield f"models.{alias}.kind: SageMaker upstreams serve chat models only"
+    elif model.sagemaker is not None:
+        yield f"models.{alias}.sagemaker: only for models on a SageMaker upstream"

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.config import ModelConfig
 from gateway.wire import Chunk, JSONObject, Payload
 
 
@@ -25,6 +26,8 @@ class UpstreamRequest:
     request_id: str
     body: JSONObject
     """The OpenAI body to send, ``model`` already set to the upstream's target name."""
+    model: ModelConfig | None = None
+    """The model's configuration (SageMaker upstreams take endpoint and dialect from it)."""
 
 
 class Upstream(Protocol):

@@ -8,6 +8,7 @@ from gateway.config import GatewayConfig, ModelConfig, ModelKind
 from gateway.errors import ModelNotFound
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.litellm import LiteLLMUpstream
+from gateway.upstreams.sagemaker import SageMakerUpstream
 
 
 class UpstreamRegistry:
@@ -24,6 +25,8 @@ class UpstreamRegistry:
             match up.kind:
                 case "litellm" | "openai":
                     self._upstreams[name] = LiteLLMUpstream.open(name, up)
+                case "sagemaker":
+                    self._upstreams[name] = await SageMakerUpstream.open(name, up)
 
     def models(self) -> Mapping[str, ModelConfig]:
         """The active models by alias."""

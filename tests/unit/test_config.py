@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -161,6 +162,9 @@ def _documented_keys(cls: type, prefix: str) -> list[str]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(options) == 1:
+            tp = options[0]  # an optional section
         if typing.get_origin(tp) in (Mapping, dict):
             item, label = typing.get_args(tp)[1], f"<{f.name.rstrip('s')}>"
             keys += _documented_keys(item, f"{prefix}{f.name}.{label}.")
@@ -203,3 +207,65 @@ def test_only_super_admin_acts_across_tenants() -> None:
         load_config(MINIMAL + groups, {})
     config = load_config(MINIMAL + groups.replace("admin]", "super_admin]"), {})
     assert config.auth.groups["super_admin"].permissions == ("admin:read", "tenants:all")
+
+
+SAGEMAKER = """
+[auth.issuers.users]
+issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+client_ids = ["app-client-1"]
+
+[upstreams.sm]
+kind = "sagemaker"
+region = "eu-west-1"
+max_connections = 256
+
+[models.llama]
+upstream = "sm"
+target = "llama-3-8b"
+
+[models.llama.sagemaker]
+endpoint_name = "llama-3-8b-prod"
+dialect = "tgi"
+chat_template = "llama3"
+inference_component = "ic-llama"
+custom_attributes = "accept_eula=true"
+"""
+
+
+def test_sagemaker_upstream_and_model_load() -> None:
+    config = load_config(SAGEMAKER, {"GATEWAY__UPSTREAMS__SM__ENDPOINT_URL": "http://127.0.0.1:9"})
+    up = config.upstreams["sm"]
+    assert (up.kind, up.region, up.endpoint_url, up.max_connections) == (
+        "sagemaker", "eu-west-1", "http://127.0.0.1:9", 256
+    )  # fmt: skip
+    sm = config.models["llama"].sagemaker
+    assert sm is not None
+    assert (sm.endpoint_name, sm.dialect, sm.chat_template) == ("llama-3-8b-prod", "tgi", "llama3")
+    assert sm.inference_component == "ic-llama"
+    assert sm.target_variant is None
+
+
+def test_sagemaker_problems_are_all_reported() -> None:
+    text = SAGEMAKER.replace('region = "eu-west-1"', 'base_url = "http://x"\nmax_retries = 9')
+    text = text.replace('chat_template = "llama3"', "custom_attributes_x = 1")
+    text += '\n[models.plain]\nupstream = "sm"\ntarget = "x"\n'
+    text += (
+        '\n[upstreams.lite]\nbase_url = "http://l"\n[models.odd]\nupstream = "lite"\ntarget = "y"\n'
+    )
+    text += '[models.odd.sagemaker]\nendpoint_name = "e"\ndialect = "vllm"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(text, {})
+    problems = info.value.problems
+    assert "upstreams.sm.region: required for kind = 'sagemaker'" in problems
+    assert any(p.startswith("upstreams.sm.base_url: not used") for p in problems)
+    assert "upstreams.sm.max_retries: must be between 0 and 5" in problems
+    assert "models.llama.sagemaker.custom_attributes_x: unknown key" in problems
+    assert "models.llama.sagemaker.chat_template: required for dialect 'tgi'" in problems
+    assert any(p.startswith("models.plain.sagemaker: required") for p in problems)
+    assert "models.odd.sagemaker: only for models on a SageMaker upstream" in problems
+
+
+def test_sagemaker_dialect_is_checked() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(SAGEMAKER.replace('dialect = "tgi"', 'dialect = "tgl"'), {})
+    assert any("dialect: must be one of" in p for p in info.value.problems)
