@@ -10,7 +10,17 @@ from gateway import lifecycle
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.policy import AccessPolicy
 from gateway.config import GatewayConfig
-from gateway.keys import AUTHENTICATOR, CONFIG, IN_FLIGHT, METRICS, PIPELINE, POLICY, SNAPSHOTS
+from gateway.keys import (
+    AUTHENTICATOR,
+    CONFIG,
+    IN_FLIGHT,
+    LIMITER,
+    METRICS,
+    PIPELINE,
+    POLICY,
+    SNAPSHOTS,
+)
+from gateway.limits.limiter import Limiter, open_store
 from gateway.middleware import build_middlewares, install_response_hooks
 from gateway.pipeline import Pipeline
 from gateway.routes import PUBLIC_PATHS, add_routes
@@ -41,18 +51,21 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
         handler_args={"max_field_size": 8190},
     )
     registry = UpstreamRegistry(config)
+    limiter = Limiter(config, open_store(config, services.metrics))
     app[CONFIG] = config
     app[METRICS] = services.metrics
     app[IN_FLIGHT] = InFlight()
     app[AUTHENTICATOR] = authenticator
     app[POLICY] = policy
-    app[PIPELINE] = Pipeline(registry, policy, services.metrics)
+    app[LIMITER] = limiter
+    app[PIPELINE] = Pipeline(registry, policy, services.metrics, limiter)
     if services.snapshots is not None:
         app[SNAPSHOTS] = services.snapshots
     install_response_hooks(app, config)
     add_routes(app)
     app.cleanup_ctx.append(lifecycle.upstream_clients(registry))
     app.cleanup_ctx.append(lifecycle.authentication(authenticator))
+    app.cleanup_ctx.append(lifecycle.limit_store(limiter))
     app.cleanup_ctx.append(lifecycle.metrics_snapshots)
     app.on_shutdown.append(lifecycle.drain)
     return app

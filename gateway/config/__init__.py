@@ -13,6 +13,7 @@ from gateway.config.access import (
     IssuerConfig,
     TenantConfig,
 )
+from gateway.config.limits import LimitRuleConfig, LimitsConfig, MaxTokensMode, StoreKind
 from gateway.config.loader import (
     ENV_CONFIG_PATH,
     ENV_PREFIX,
@@ -44,12 +45,16 @@ __all__ = [
     "GatewayConfig",
     "GroupConfig",
     "IssuerConfig",
+    "LimitRuleConfig",
+    "LimitsConfig",
     "LogLevel",
+    "MaxTokensMode",
     "ModelConfig",
     "ModelKind",
     "ModelStatus",
     "Secret",
     "ServerConfig",
+    "StoreKind",
     "TenantConfig",
     "UpstreamConfig",
     "UpstreamKind",
