@@ -20,6 +20,7 @@ from gateway.config import (
     AuthConfig,
     DevIssuerConfig,
     GatewayConfig,
+    LimitsConfig,
     ModelConfig,
     Secret,
     ServerConfig,
@@ -27,6 +28,8 @@ from gateway.config import (
     UpstreamConfig,
 )
 from gateway.demo import FakeOpenAI, start_fake
+from gateway.keys import LIMITER
+from gateway.limits.limiter import Limiter
 from gateway.telemetry import Metrics
 from tests import identity
 
@@ -56,13 +59,16 @@ def make_config(
     *,
     server: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Any] | None = None,
+    tenant: Mapping[str, Any] | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> GatewayConfig:
     """A test configuration: one fake upstream, a chat and an embedding model, the test issuer, and
-    tenant ``tests`` allowed every model."""
+    tenant ``tests`` allowed every model (``tenant``: more of its settings, e.g. ``limits``)."""
     return GatewayConfig(
         server=ServerConfig(**{"port": 0, "workers": 1, **(server or {})}),
         auth=test_auth(),
-        tenants={identity.TENANT: TenantConfig(models=("*",))},
+        tenants={identity.TENANT: TenantConfig(**{"models": ("*",), **(tenant or {})})},
+        limits=LimitsConfig(**(limits or {})),
         upstreams={
             "fake": UpstreamConfig(
                 base_url=upstream_url, api_key=Secret(UPSTREAM_KEY), **(upstream or {})
@@ -102,6 +108,11 @@ class Stack:
     def v1(self) -> str:
         return f"{self.url}/v1"
 
+    @property
+    def limiter(self) -> Limiter:
+        """The gateway's limiter (its store lives on the background loop)."""
+        return self.runners[0].app[LIMITER]
+
 
 async def start_gateway(config: GatewayConfig, metrics: Metrics) -> tuple[web.AppRunner, int]:
     """Serve the gateway app on loopback port 0 (handler cancellation on, as in production)."""
@@ -122,12 +133,14 @@ def open_stack(
     *,
     server: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Any] | None = None,
+    tenant: Mapping[str, Any] | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> Stack:
     """Start the fake upstream and the gateway in front of it."""
     fake = FakeOpenAI()
     fake_runner, fake_port = background.run(start_fake(fake))
     fake_url = f"http://127.0.0.1:{fake_port}"
-    config = make_config(fake_url, server=server, upstream=upstream)
+    config = make_config(fake_url, server=server, upstream=upstream, tenant=tenant, limits=limits)
     metrics = Metrics()
     runner, port = background.run(start_gateway(config, metrics))
     return Stack(
