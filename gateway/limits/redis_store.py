@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Final, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from gateway.limits.rules import Admission
 from gateway.limits.store import Refusal, StoreUnavailable, Verdict
@@ -148,7 +148,10 @@ class RedisStore:
     def __init__(self, url: str, *, key_prefix: str, reservation_ttl_s: float) -> None:
         self._redis = aioredis.Redis.from_url(
             url,
-            retry=Retry(NoBackoff(), 0),  # the fallback decides instead of waiting for retries
+            # One immediate retry on a broken connection replaces a pooled connection that died
+            # with a restarted Redis; a Redis that is down fails again at once (refused), and
+            # the caller's deadline bounds the whole call anyway.
+            retry=Retry(NoBackoff(), 1),
             socket_connect_timeout=1.0,
             health_check_interval=0,
             # None: no CLIENT SETINFO, whose version lookup reads package metadata from disk
