@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway import tasks
 from gateway.auth.authenticator import Authenticator
 from gateway.keys import CONFIG, IN_FLIGHT, METRICS, SNAPSHOTS
-from gateway.limits.limiter import Limiter
+from gateway.limits.limiter import SETTLE_TASK, Limiter
 from gateway.telemetry import Metrics, SnapshotDir
 from gateway.upstreams.registry import UpstreamRegistry
 
@@ -62,7 +62,7 @@ def limit_store(limiter: Limiter) -> Callable[[web.Application], AsyncIterator[N
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await limiter.store.start()
         yield
-        await tasks.wait_named("limits-settle", _SETTLE_WAIT_S)
+        await tasks.wait_named(SETTLE_TASK, _SETTLE_WAIT_S)
         await limiter.store.aclose()
 
     return ctx

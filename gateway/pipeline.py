@@ -23,7 +23,6 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 
-from gateway import tasks
 from gateway.auth.policy import AccessPolicy
 from gateway.config import ModelConfig, ModelKind
 from gateway.context import ChatRequest, EmbeddingRequest, Principal, RequestContext
@@ -168,7 +167,7 @@ class Pipeline:
         """The settle point: charge ``tokens`` for the request (once; survives cancellation)."""
         del ctx  # the metering ledger will record the request here
         if self._limiter is not None:
-            _ = tasks.spawn(self._limiter.settle(ticket, tokens), name="limits-settle")
+            self._limiter.settle_soon(ticket, tokens)
 
     @contextlib.contextmanager
     def _observe(self, upstream: str) -> Iterator[None]:

@@ -12,7 +12,9 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
+from gateway import tasks
 from gateway.config import GatewayConfig
 from gateway.context import Principal
 from gateway.errors import QuotaExhausted, RateLimited
@@ -23,6 +25,8 @@ from gateway.limits.rules import Admission, LimitRules
 from gateway.limits.store import LimitStore, MemoryStore, Verdict
 from gateway.telemetry import Metrics
 from gateway.wire import JSONObject
+
+SETTLE_TASK: Final = "limits-settle"
 
 
 def open_store(config: GatewayConfig, metrics: Metrics) -> LimitStore:
@@ -107,6 +111,14 @@ class Limiter:
     async def settle(self, ticket: Ticket, actual_tokens: int) -> None:
         """Charge ``actual_tokens`` instead of the reservation and free the stream slot."""
         await self.store.settle(ticket.admission, ticket.verdict, max(0, actual_tokens))
+
+    def settle_soon(self, ticket: Ticket, actual_tokens: int) -> None:
+        """``settle`` without waiting: at once for the in-memory store, else in a task of its own
+        (which a cancelled request cannot interrupt; shutdown waits for it)."""
+        if isinstance(self.store, MemoryStore):
+            self.store.settle_now(ticket.admission, ticket.verdict, max(0, actual_tokens))
+            return
+        _ = tasks.spawn(self.settle(ticket, actual_tokens), name=SETTLE_TASK)
 
 
 def ratelimit_headers(verdict: Verdict) -> dict[str, str]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
 
 from gateway.limits.gcra import US_PER_S, emission_interval_us, gcra, utc_day
 from gateway.limits.rules import Admission, Bucket
@@ -25,6 +25,7 @@ Refusal = Literal["requests", "tokens", "quota", "streams"]
 """``requests``: RPM; ``tokens``: in-flight reservations fill the day's budget (retry soon);
 ``quota``: the day's budget is spent; ``streams``: too many open streams."""
 BUSY_RETRY_US = US_PER_S
+_V = TypeVar("_V")
 
 
 class StoreUnavailable(Exception):
@@ -182,8 +183,7 @@ class MemoryStore:
         if admission.request_id in self._settled:
             return
         self._settled[admission.request_id] = now + 2 * self._ttl_us
-        if len(self._settled) > 10_000:
-            self._settled = {r: t for r, t in self._settled.items() if t > now}
+        _drop_expired(self._settled, now, lambda expiry: expiry)
         for bucket in admission.buckets:
             if bucket.tokens_per_day is not None:
                 state = self._days.get(bucket.key)
@@ -206,16 +206,29 @@ class MemoryStore:
         state = self._days.get(key)
         if state is None or state.day != day:
             state = self._days[key] = _Day(day)
-        expired = [r for r, (_, exp) in state.reservations.items() if exp <= now]
-        for request_id in expired:
-            state.reserved -= state.reservations.pop(request_id)[0]
+        for tokens, _ in _drop_expired(state.reservations, now, lambda held: held[1]):
+            state.reserved -= tokens
         return state
 
     def _open_streams(self, key: str, now: int) -> dict[str, int]:
         slots = self._streams.setdefault(key, {})
-        for request_id in [r for r, exp in slots.items() if exp <= now]:
-            del slots[request_id]
+        _drop_expired(slots, now, lambda expiry: expiry)
         return slots
+
+
+def _drop_expired(entries: dict[str, _V], now: int, expiry: Callable[[_V], int]) -> list[_V]:
+    """Remove and return the expired entries of ``entries``.
+
+    Entries are inserted with ``now + ttl`` and one TTL, so insertion order is expiry order: the
+    scan stops at the first live entry (amortised O(1) per entry).
+    """
+    dropped: list[_V] = []
+    while entries:
+        key = next(iter(entries))
+        if expiry(entries[key]) > now:
+            break
+        dropped.append(entries.pop(key))
+    return dropped
 
 
 @dataclass
@@ -231,8 +244,11 @@ class _Tally:
     tats: list[tuple[str, int]] = field(default_factory=list)
 
     def verdict(self, verdict: Verdict) -> Verdict:
-        return replace(
-            verdict,
+        return Verdict(
+            verdict.allowed,
+            verdict.refusal,
+            verdict.retry_after_us,
+            verdict.day,
             limit_requests=self.req[0],
             remaining_requests=self.req[1],
             reset_requests_us=self.req[2],
