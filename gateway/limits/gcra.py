@@ -13,6 +13,7 @@ GCRA (generic cell rate algorithm) keeps one number per key, the theoretical arr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,7 +67,11 @@ def go_duration(us: int) -> str:
 
     ``0s``, ``250ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h2m3s``.
     """
-    ms = max(0, -(-us // 1000))  # round up: never tell a client to come back too early
+    return _go_ms(max(0, -(-us // 1000)))  # round up: never tell a client to come back too early
+
+
+@functools.lru_cache(maxsize=4096)
+def _go_ms(ms: int) -> str:
     if ms == 0:
         return "0s"
     if ms < 1000:

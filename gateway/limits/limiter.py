@@ -115,6 +115,11 @@ class Limiter:
     def settle_soon(self, ticket: Ticket, actual_tokens: int) -> None:
         """``settle`` without waiting: at once for the in-memory store, else in a task of its own
         (which a cancelled request cannot interrupt; shutdown waits for it)."""
+        admission = ticket.admission
+        if not admission.tokens and not (
+            admission.is_stream and any(b.max_streams for b in admission.buckets)
+        ):
+            return  # nothing reserved: request-rate limits only (saves a round trip)
         if isinstance(self.store, MemoryStore):
             self.store.settle_now(ticket.admission, ticket.verdict, max(0, actual_tokens))
             return

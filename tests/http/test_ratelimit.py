@@ -236,3 +236,18 @@ async def test_concurrent_stream_limit(
         await asyncio.sleep(0.01)
     assert status == 200
     second.close()
+
+
+async def test_embeddings_are_admitted_and_settled_with_their_usage(
+    make_stack: Callable[..., Stack], http: aiohttp.ClientSession, background: BackgroundLoop
+) -> None:
+    stack = _stack(make_stack, requests_per_minute=60, burst=1, tokens_per_day=1000)
+    body = {"model": "test-embed", "input": ["alpha", "beta"]}
+    async with http.post(stack.url + "/v1/embeddings", json=body) as response:
+        assert response.status == 200
+        assert response.headers["x-ratelimit-remaining-requests"] == "0"
+        usage = orjson.loads(await response.read())["usage"]
+    assert await _settled(background, stack) == (usage["total_tokens"], 0)
+    async with http.post(stack.url + "/v1/embeddings", json=body) as response:
+        error = await read_error(response, 429)
+    assert error["type"] == "rate_limit_exceeded"
