@@ -58,7 +58,10 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     app[AUTHENTICATOR] = authenticator
     app[POLICY] = policy
     app[LIMITER] = limiter
-    app[PIPELINE] = Pipeline(registry, policy, services.metrics, limiter)
+    # Without any limit the pipeline skips admission and settlement altogether.
+    app[PIPELINE] = Pipeline(
+        registry, policy, services.metrics, limiter if limiter.rules.enabled else None
+    )
     if services.snapshots is not None:
         app[SNAPSHOTS] = services.snapshots
     install_response_hooks(app, config)
