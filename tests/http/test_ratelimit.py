@@ -14,8 +14,9 @@ import pytest
 
 from gateway.config import LimitRuleConfig, Secret
 from gateway.demo import Behaviour
+from tests import identity
 from tests.http.conftest import read_error
-from tests.identity import default_token
+from tests.identity import bearer, default_token
 from tests.stack import BackgroundLoop, Stack
 
 CHAT = "/v1/chat/completions"
@@ -251,3 +252,24 @@ async def test_embeddings_are_admitted_and_settled_with_their_usage(
     async with http.post(stack.url + "/v1/embeddings", json=body) as response:
         error = await read_error(response, 429)
     assert error["type"] == "rate_limit_exceeded"
+
+
+async def test_user_limits_are_per_user_and_headers_or_body_cannot_move_the_charge(
+    make_stack: Callable[..., Stack],
+) -> None:
+    rule = LimitRuleConfig(requests_per_minute=60, burst=1)
+    stack = make_stack(tenant={"user_limits": rule})
+    alice = bearer(identity.token(subject="alice-sub", app_user="alice"))
+    bob = bearer(identity.token(subject="bob-sub", app_user="bob"))
+    url = stack.url + CHAT
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json={"model": "test-chat", "messages": HI}, headers=alice) as r:
+            assert r.status == 200
+        # Alice posing as Bob (body `user`) or as another tenant (header) is still Alice.
+        body = {"model": "test-chat", "messages": HI, "user": "bob"}
+        spoof = {**alice, "X-Tenant-Id": "other"}
+        async with http.post(url, json=body, headers=spoof) as r:
+            assert r.status == 429
+        async with http.post(url, json={"model": "test-chat", "messages": HI}, headers=bob) as r:
+            assert r.status == 200  # Bob's own bucket is untouched
+            assert r.headers["x-ratelimit-remaining-requests"] == "0"
