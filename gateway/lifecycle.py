@@ -21,12 +21,14 @@ from aiohttp import web
 from gateway import tasks
 from gateway.auth.authenticator import Authenticator
 from gateway.keys import CONFIG, IN_FLIGHT, METRICS, SNAPSHOTS
-from gateway.limits.limiter import SETTLE_TASK, Limiter
+from gateway.limits.limiter import Limiter
 from gateway.telemetry import Metrics, SnapshotDir
 from gateway.upstreams.registry import UpstreamRegistry
 
 _SNAPSHOT_INTERVAL_S = 1.0
 _SETTLE_WAIT_S = 2.0
+LIMITS_TASKS = "limits-"
+"""Name prefix of the limiter's background tasks (``limits-settle``, ``limits-reconcile``)."""
 _log = logging.getLogger("gateway.lifecycle")
 
 
@@ -62,7 +64,7 @@ def limit_store(limiter: Limiter) -> Callable[[web.Application], AsyncIterator[N
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await limiter.store.start()
         yield
-        await tasks.wait_named(SETTLE_TASK, _SETTLE_WAIT_S)
+        await tasks.wait_named(LIMITS_TASKS, _SETTLE_WAIT_S)  # settlements, outage usage copy
         await limiter.store.aclose()
 
     return ctx

@@ -9,8 +9,10 @@ Requests are neither failed nor let through unlimited when Redis is unreachable
   ``gateway_ratelimit_fallback_total`` and flagged by the ``gateway_ratelimit_degraded`` gauge;
 - after ``limits.retry_interval_s`` one request probes Redis again (the others stay local until
   it answers); the first success closes the breaker. Each transition is logged once.
-- A request is settled in the store that admitted it. Usage settled locally during an outage is
-  not copied into Redis afterwards (the day's shared counter misses it).
+- A request is settled in the store that admitted it. Tokens settled locally during an outage
+  are added to Redis's daily counters once it answers again (best effort: lost if this process
+  stops first or Redis fails again mid-copy twice).
+- The local share starts from zero: what the fleet used earlier that day is unknown to it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from gateway import tasks
 from gateway.limits.rules import Admission
 from gateway.limits.store import LimitStore, MemoryStore, StoreUnavailable, Verdict
 from gateway.telemetry import Metrics
 
 _log = logging.getLogger("gateway.limits")
+RECONCILE_TASK = "limits-reconcile"
 
 
 class FallbackStore:
@@ -51,6 +55,8 @@ class FallbackStore:
         self._clock = clock
         self._open_until: float | None = None
         """None while Redis answers; else when the next probe may go."""
+        self._pending: dict[tuple[str, int], int] = {}
+        """Tokens settled locally, by (bucket key, day), not yet added to Redis."""
 
     @property
     def degraded(self) -> bool:
@@ -82,12 +88,29 @@ class FallbackStore:
             self._open_until = None
             self._metrics.ratelimit_degraded.dec()
             _log.warning("rate-limit store answers again; shared limits restored")
+            if self._pending:
+                _ = tasks.spawn(self._copy_pending(), name=RECONCILE_TASK)
         return verdict
+
+    async def _copy_pending(self) -> None:
+        """Add the tokens settled locally during the outage to Redis's counters."""
+        pending, self._pending = self._pending, {}
+        entries = [(key, day, tokens) for (key, day), tokens in pending.items()]
+        try:
+            async with asyncio.timeout(self._timeout_s * 4):
+                await self._shared.add_usage(entries)
+        except (StoreUnavailable, TimeoutError):
+            for (key, day), tokens in pending.items():  # keep them for the next recovery
+                self._pending[key, day] = self._pending.get((key, day), 0) + tokens
 
     async def settle(self, admission: Admission, verdict: Verdict, actual_tokens: int) -> None:
         """Settle where the request was admitted; a lost settle expires with its reservation."""
         if verdict.is_local:
             self._local.settle_now(self._share(admission), verdict, actual_tokens)
+            for bucket in admission.buckets:
+                if bucket.tokens_per_day is not None and actual_tokens:
+                    slot = (bucket.key, verdict.day)
+                    self._pending[slot] = self._pending.get(slot, 0) + actual_tokens
             return
         try:
             async with asyncio.timeout(self._timeout_s * 4):  # off the hot path: wait longer
@@ -95,6 +118,10 @@ class FallbackStore:
         except (StoreUnavailable, TimeoutError) as exc:
             self._trip(exc)
             _log.warning("could not settle a reservation; it expires after its TTL")
+
+    async def add_usage(self, entries: list[tuple[str, int, int]]) -> None:
+        """Add usage to the shared store."""
+        await self._shared.add_usage(entries)
 
     async def usage(self, key: str) -> tuple[int, int]:
         """Today's usage from the store currently deciding."""

@@ -133,6 +133,16 @@ end
 return 1
 """
 
+_ADD_USAGE: Final = """
+local prefix, n = ARGV[1], tonumber(ARGV[2])
+for i = 0, n - 1 do
+  local h = prefix .. ARGV[3 + i * 3] .. ':d:' .. ARGV[4 + i * 3]
+  redis.call('HINCRBY', h, 'used', tonumber(ARGV[5 + i * 3]))
+  redis.call('PEXPIRE', h, 172800000)
+end
+return n
+"""
+
 _USAGE: Final = """
 local t = redis.call('TIME')
 local day = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 86400000000)
@@ -163,6 +173,7 @@ class RedisStore:
         self._admit = self._redis.register_script(_ADMIT)
         self._settle = self._redis.register_script(_SETTLE)
         self._usage = self._redis.register_script(_USAGE)
+        self._add_usage = self._redis.register_script(_ADD_USAGE)
 
     @staticmethod
     async def _call(script: AsyncScript, args: list[str | int]) -> object:
@@ -221,6 +232,13 @@ class RedisStore:
             args += [b.key, 1 if b.tokens_per_day else 0]
             args.append(1 if admission.is_stream and b.max_streams else 0)
         await self._call(self._settle, args)
+
+    async def add_usage(self, entries: list[tuple[str, int, int]]) -> None:
+        """See ``LimitStore.add_usage``."""
+        args: list[str | int] = [self._prefix, len(entries)]
+        for key, day, tokens in entries:
+            args += [key, day, tokens]
+        await self._call(self._add_usage, args)
 
     async def usage(self, key: str) -> tuple[int, int]:
         """See ``LimitStore.usage``."""

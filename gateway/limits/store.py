@@ -66,6 +66,10 @@ class LimitStore(Protocol):
     async def usage(self, key: str) -> tuple[int, int]:
         """Today's ``(used, reserved)`` tokens of bucket ``key`` (tests, admin)."""
 
+    async def add_usage(self, entries: list[tuple[str, int, int]]) -> None:
+        """Add ``(bucket key, day, tokens)`` to ``used`` (usage settled elsewhere, e.g. locally
+        during an outage)."""
+
     async def aclose(self) -> None:
         """Release connections."""
 
@@ -195,6 +199,13 @@ class MemoryStore:
                 state.used += actual_tokens
             if admission.is_stream:
                 self._streams.get(bucket.key, {}).pop(admission.request_id, None)
+
+    async def add_usage(self, entries: list[tuple[str, int, int]]) -> None:
+        """See ``LimitStore.add_usage``; entries of another day than today are dropped."""
+        now = self._clock()
+        for key, day, tokens in entries:
+            if day == utc_day(now)[0]:
+                self._day(key, day, now).used += tokens
 
     async def usage(self, key: str) -> tuple[int, int]:
         """See ``LimitStore.usage``."""

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from gateway.limits.fallback import FallbackStore
+from gateway import tasks
+from gateway.limits.fallback import RECONCILE_TASK, FallbackStore
 from gateway.limits.rules import Admission, Bucket
 from gateway.limits.store import MemoryStore, StoreUnavailable, Verdict
 from gateway.telemetry import Metrics
@@ -43,6 +44,11 @@ class FlakyStore:
 
     async def usage(self, key: str) -> tuple[int, int]:
         return await self.inner.usage(key)
+
+    async def add_usage(self, entries: list[tuple[str, int, int]]) -> None:
+        if self.mode != "ok":
+            raise StoreUnavailable("connection refused")
+        await self.inner.add_usage(entries)
 
 
 def _admission(i: int) -> Admission:
@@ -102,3 +108,25 @@ async def test_settle_goes_to_the_store_that_admitted() -> None:
     await store.settle(here, local_verdict, 30)
     assert await shared.usage("t:y") == (40, 0)
     assert await local.usage("t:y") == (30, 0)
+
+
+async def test_tokens_settled_locally_reach_the_shared_store_after_recovery() -> None:
+    shared, metrics = FlakyStore(), Metrics()
+    now = [100.0]
+    bucket = Bucket("t:z", tokens_per_day=10_000)
+    store = FallbackStore(
+        shared, local=MemoryStore(60.0), replicas=2, timeout_s=0.05, retry_interval_s=1.0,
+        metrics=metrics, clock=lambda: now[0],
+    )  # fmt: skip
+    shared.mode = "fail"
+    for i in range(3):
+        admission = Admission(f"req_o{i}", (bucket,), 100, is_stream=False)
+        verdict = await store.admit(admission)
+        assert verdict.is_local
+        await store.settle(admission, verdict, 25)
+    assert await shared.inner.usage("t:z") == (0, 0)
+    shared.mode = "ok"
+    now[0] += 2.0
+    assert not (await store.admit(Admission("req_p", (bucket,), 1, is_stream=False))).is_local
+    await tasks.wait_named(RECONCILE_TASK, 1.0)
+    assert await shared.inner.usage("t:z") == (75, 1)  # outage usage copied; the probe reserved 1

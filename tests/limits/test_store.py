@@ -120,3 +120,13 @@ async def test_unsettled_reservations_and_slots_expire(harness: Harness) -> None
     again = await harness.store.admit(_admission(bucket, tokens=10, stream=True))
     assert again.allowed
     assert await harness.store.usage("t:f") == (0, 10)
+
+
+async def test_usage_settled_elsewhere_is_added(harness: Harness) -> None:
+    bucket = Bucket("t:g", tokens_per_day=100)
+    first = _admission(bucket, tokens=10)
+    verdict = await harness.store.admit(first)
+    await harness.store.add_usage([("t:g", verdict.day, 85), ("t:g", verdict.day - 1, 1000)])
+    assert await harness.store.usage("t:g") == (85, 10)
+    spent = await harness.store.admit(_admission(bucket, tokens=20))
+    assert spent.refusal == "quota"
