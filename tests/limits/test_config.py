@@ -108,6 +108,9 @@ def test_limit_problems_are_reported() -> None:
     assert "limits.redis_url" in text
     assert "limits.timeout_ms" in text
     assert "limits.replicas" in text
+    with pytest.raises(ConfigError) as err:
+        _load(extra="reservation_ttl_s = 60")  # below the upstream's total_timeout_s of 600
+    assert "limits.reservation_ttl_s: must be >= every upstream's total_timeout_s" in str(err.value)
     bad_rule = BASE.replace("requests_per_minute = 600", "requests_per_minute = 0")
     with pytest.raises(ConfigError) as err:
         load_config(bad_rule.format(workers=1, store="memory", extra=""), {})
