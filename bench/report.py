@@ -17,7 +17,10 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS: Final = ROOT / "bench" / "results"
 START: Final = "<!-- bench:latest:start -->"
 END: Final = "<!-- bench:latest:end -->"
-TARGETS: Final = ("direct", "passthrough", "gateway-noauth", "gateway", "gateway-nocache")
+TARGETS: Final = (
+    "direct", "passthrough", "gateway-noauth", "gateway", "gateway-nocache",
+    "gateway-limits-mem", "gateway-limits-redis",
+)  # fmt: skip
 
 
 def machine() -> dict[str, object]:
@@ -153,6 +156,21 @@ def table(res: dict[str, Any]) -> str:
             + "; ".join(auth)
             + ". `gateway` serves repeat tokens from its verified-token cache; `gateway-nocache` "
             "runs the full RS256 verification on every request.",
+        ]
+    limits = [
+        f"{name} {_f(d.get('limits_added_p50_us'), 1)} µs added p50 c=1 "
+        f"(ratio {_f(d.get('limits_p50_ratio'), 3)}), {_f(d.get('limits_cpu_us_per_req'), 1)} µs "
+        f"CPU/req"
+        for name in ("gateway-limits-mem", "gateway-limits-redis")
+        if name in res["targets"] and "gateway" in res["targets"]
+        for d in [res["derived"][name]]
+    ]
+    if limits:
+        lines += [
+            "",
+            "Cost of rate limits against `gateway` (same auth, no limits): "
+            + "; ".join(limits)
+            + " (goals: memory <= 20 µs, Redis on loopback <= 300 µs).",
         ]
     soak = res.get("soak")
     if soak:
@@ -304,6 +322,15 @@ def derive(res: dict[str, Any]) -> dict[str, dict[str, float | None]]:
             d["auth_added_p99_ms"] = _sub(
                 _get(res, name, "latency_c1", "p99"),
                 _get(res, "gateway-noauth", "latency_c1", "p99"),
+            )
+        if name.startswith("gateway-limits"):  # the cost of limits, against `gateway`
+            base_p50 = _get(res, "gateway", "latency_c1", "p50")
+            p50 = _get(res, name, "latency_c1", "p50")
+            added = _sub(p50, base_p50)
+            d["limits_added_p50_us"] = None if added is None else added * 1000
+            d["limits_p50_ratio"] = _div(p50, base_p50)
+            d["limits_cpu_us_per_req"] = _sub(
+                cpu, _get(res, "gateway", "throughput", cpu_point, "cpu_us_per_req")
             )
         out[name] = d
     return out

@@ -1,11 +1,16 @@
 """The proxies under test, in front of the mock: the bare aiohttp pass-through and the gateway in
-three authentication set-ups.
+three authentication set-ups and two rate-limit set-ups.
 
-| target          | authentication                                                         |
-|-----------------|------------------------------------------------------------------------|
-| gateway-noauth  | off (`auth.enabled = false`): the baseline for the cost of auth         |
-| gateway         | on, the defaults: JWT verified once, then served from the token cache   |
-| gateway-nocache | on, `auth.token_cache_size = 0`: PyJWT verification on every request    |
+| target               | set-up                                                              |
+|----------------------|---------------------------------------------------------------------|
+| gateway-noauth       | auth off (`auth.enabled = false`): the baseline for the cost of auth |
+| gateway              | auth on, token cache, no limits: the baseline for the cost of limits |
+| gateway-nocache      | auth on, `auth.token_cache_size = 0`: PyJWT on every request        |
+| gateway-limits-mem   | `gateway` + tenant limits (RPM and tokens/day) in the memory store  |
+| gateway-limits-redis | the same limits in Redis (a `redis-server` on loopback, CPU 1)      |
+
+The limits are high enough never to refuse, so every request pays the full admission (GCRA and
+token reservation in one store call) and settlement, but gets the same answer.
 
 All three verify the same RS256 token of a development issuer (signing key in memory, as a JWKS
 key is after its first fetch); every driver sends it with every request, to every target.
@@ -14,8 +19,10 @@ key is after its first fetch); every driver sends it with every request, to ever
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Final
 
@@ -29,12 +36,22 @@ GATEWAYS: Final = {
     "gateway-noauth": "enabled = false",
     "gateway": "enabled = true",
     "gateway-nocache": "enabled = true\ntoken_cache_size = 0",
+    "gateway-limits-mem": "enabled = true",
+    "gateway-limits-redis": "enabled = true",
 }
+_RULE: Final = """
+[tenants.bench.limits]
+requests_per_minute = 1000000000
+tokens_per_day = 1000000000000
+"""
+REDIS_BIN: Final = "redis-server"
 
 
-def gateway_config(port: int, mock_port: int, auth: str, key_file: Path) -> str:
+def gateway_config(port: int, mock_port: int, auth: str, key_file: Path, extra: str = "") -> str:
     """One worker, quiet logs, the dev issuer, one OpenAI-wire upstream (the mock), one model."""
-    return f"""\
+    return (
+        extra
+        + f"""\
 [server]
 host = "127.0.0.1"
 port = {port}
@@ -60,6 +77,7 @@ base_url = "http://127.0.0.1:{mock_port}"
 upstream = "mock"
 target = "mock-model"
 """
+    )
 
 
 def _clean_env() -> dict[str, str]:
@@ -90,7 +108,32 @@ def start_proxy(name: str, procs: Procs, mock_port: int) -> Proc:
     if name in GATEWAYS:
         config = procs.log_dir / f"{name}.toml"
         key_file = procs.log_dir / "dev-issuer.pem"
-        config.write_text(gateway_config(free_port(), mock_port, GATEWAYS[name], key_file))
+        extra = ""
+        if name == "gateway-limits-mem":
+            extra = '[limits]\nstore = "memory"\n' + _RULE
+        elif name == "gateway-limits-redis":
+            url = start_redis(procs)
+            extra = f'[limits]\nstore = "redis"\nredis_url = "{url}"\n' + _RULE
+        config.write_text(gateway_config(free_port(), mock_port, GATEWAYS[name], key_file, extra))
         argv = _gateway_argv("serve", config)
         return procs.start(name, argv, cpu=PROXY_CPU, env=_clean_env())
     raise ValueError(f"unknown proxy {name!r}")
+
+
+def start_redis(procs: Procs) -> str:
+    """A throwaway redis-server on loopback (load CPU, no persistence); returns its URL."""
+    port = free_port()
+    argv = [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(procs.log_dir)]  # fmt: skip
+    proc = procs.popen(procs.pinned(argv, LOAD_CPU), log_name="redis.log")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    procs.stop(proc)
+    raise RuntimeError("redis-server did not start for the bench")

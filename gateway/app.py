@@ -11,7 +11,17 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.jwt import MAX_TOKEN_BYTES
 from gateway.auth.policy import AccessPolicy
 from gateway.config import GatewayConfig
-from gateway.keys import AUTHENTICATOR, CONFIG, IN_FLIGHT, METRICS, PIPELINE, POLICY, SNAPSHOTS
+from gateway.keys import (
+    AUTHENTICATOR,
+    CONFIG,
+    IN_FLIGHT,
+    LIMITER,
+    METRICS,
+    PIPELINE,
+    POLICY,
+    SNAPSHOTS,
+)
+from gateway.limits.limiter import Limiter, open_store
 from gateway.middleware import build_middlewares, install_response_hooks
 from gateway.pipeline import Pipeline
 from gateway.routes import PUBLIC_PATHS, add_routes
@@ -44,18 +54,24 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
         handler_args={"max_field_size": 2 * MAX_TOKEN_BYTES},
     )
     registry = UpstreamRegistry(config)
+    limiter = Limiter(config, open_store(config, services.metrics))
     app[CONFIG] = config
     app[METRICS] = services.metrics
     app[IN_FLIGHT] = InFlight()
     app[AUTHENTICATOR] = authenticator
     app[POLICY] = policy
-    app[PIPELINE] = Pipeline(registry, policy, services.metrics)
+    app[LIMITER] = limiter
+    # Without any limit the pipeline skips admission and settlement altogether.
+    app[PIPELINE] = Pipeline(
+        registry, policy, services.metrics, limiter if limiter.rules.enabled else None
+    )
     if services.snapshots is not None:
         app[SNAPSHOTS] = services.snapshots
     install_response_hooks(app, config)
     add_routes(app)
     app.cleanup_ctx.append(lifecycle.service(registry))
     app.cleanup_ctx.append(lifecycle.service(authenticator))
+    app.cleanup_ctx.append(lifecycle.limit_store(limiter))
     app.cleanup_ctx.append(lifecycle.metrics_snapshots)
     app.on_shutdown.append(lifecycle.drain)
     return app

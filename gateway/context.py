@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.wire import JSONObject
 
@@ -47,6 +47,9 @@ class RequestContext:
     """Loop time when the request arrived."""
     principal: Principal | None = None
     """The caller; set by the auth middleware (None only on public routes)."""
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """Headers stages add to the response (``x-ratelimit-*``); sent when it is prepared. The one
+    mutable part of the context, shared by its copies."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,7 +30,7 @@ upstream's own 4xx ``message`` (which only ever saw redacted input). Rendering t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar, Literal
 
 import orjson
@@ -141,10 +141,27 @@ class MethodNotAllowed(RequestRejected):
 
 
 class RateLimited(RequestRejected):
+    """A limit is reached; ``headers`` carries the ``x-ratelimit-*`` values of the refusal."""
+
     status = 429
     type = "rate_limit_exceeded"
     default_code = "rate_limit_exceeded"
     should_retry = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, status=status)
+        self.limit_headers = dict(headers or {})
+
+    def headers(self) -> dict[str, str]:
+        """Retry hints plus the ``x-ratelimit-*`` headers."""
+        return {**self.limit_headers, **super().headers()}
 
 
 class QuotaExhausted(RateLimited):

@@ -8,6 +8,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.policy import AccessPolicy
 from gateway.config import GatewayConfig
 from gateway.context import RequestContext
+from gateway.limits.limiter import Limiter
 from gateway.pipeline import Pipeline
 from gateway.tasks import InFlight
 from gateway.telemetry import Metrics, SnapshotDir
@@ -19,5 +20,6 @@ SNAPSHOTS = web.AppKey("snapshots", SnapshotDir)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 POLICY = web.AppKey("policy", AccessPolicy)
+LIMITER = web.AppKey("limiter", Limiter)
 
 REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

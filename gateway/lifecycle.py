@@ -1,11 +1,12 @@
 """Start-up and shutdown of one worker's resources, in order.
 
-Start: upstream clients -> authentication (dev key, JWKS warm-up and refreshes) -> metrics
-snapshot writer (multi-worker only).
+Start: upstream clients -> authentication (dev key, JWKS warm-up and refreshes) -> limit store ->
+metrics snapshot writer (multi-worker only).
 Shutdown (``on_shutdown`` runs after aiohttp stopped accepting and closed idle connections):
 readiness off and drain in-flight requests within ``server.drain_timeout_s`` (streams still open
-then end with a ``server_shutdown`` event) -> stop the snapshot writer -> stop JWKS refreshes ->
-close upstream clients.
+then end with a ``server_shutdown`` event) -> stop the snapshot writer -> close the limit store
+(after the drain, so the last settlements still reach it) -> stop JWKS refreshes -> close upstream
+clients.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from aiohttp import web
 
 from gateway import tasks
 from gateway.keys import CONFIG, IN_FLIGHT, METRICS, SNAPSHOTS
+from gateway.limits.limiter import Limiter
 from gateway.telemetry import Metrics, SnapshotDir
 
 _SNAPSHOT_INTERVAL_S = 1.0
+_SETTLE_WAIT_S = 2.0
+LIMITS_TASKS = "limits-"
+"""Name prefix of the limiter's background tasks (``limits-settle``, ``limits-reconcile``)."""
 _log = logging.getLogger("gateway.lifecycle")
 
 
@@ -43,6 +48,18 @@ def service(resource: Service) -> Callable[[web.Application], AsyncIterator[None
         await resource.start()
         yield
         await resource.aclose()
+
+    return ctx
+
+
+def limit_store(limiter: Limiter) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open the limit store's client (never fails on an unreachable Redis); close it late."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await limiter.store.start()
+        yield
+        await tasks.wait_named(LIMITS_TASKS, _SETTLE_WAIT_S)  # settlements, outage usage copy
+        await limiter.store.aclose()
 
     return ctx
 

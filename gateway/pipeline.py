@@ -3,10 +3,16 @@
     admit -> redact input -> call upstream -> transform stream -> settle
 
 Today's stages are authorize (may this principal call this model?), resolve (model -> upstream),
-call upstream and the embedding encoding fix-up;
-admission, redaction, transducers and settlement plug in here (each L1 package stays unaware of the
+admit (rate limits and token reservation, one store call), call upstream, the embedding encoding
+fix-up, and settle; redaction and transducers plug in here too (each L1 package stays unaware of the
 others). Streams are context managers so that leaving them -- normally, on error or on
 cancellation -- always releases the upstream.
+
+Settlement (``_settle``) is the single point where a request's actual token count is known: it runs
+exactly once per admitted request, on completion, failure or client disconnect, in a task of its
+own so a cancelled handler cannot skip it. Charged: the upstream's reported usage; else the prompt
+estimate plus the streamed text (streams); else the prompt estimate (failed or cancelled
+non-streamed requests, whose output never reached us).
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ from gateway.context import ChatRequest, EmbeddingRequest, Principal, RequestCon
 from gateway.errors import (
     AuthenticationFailed,
     GatewayError,
+    RateLimited,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
+from gateway.limits.limiter import Limiter, Ticket
+from gateway.limits.usage import StreamMeter, reported_total
 from gateway.telemetry import Metrics
 from gateway.upstreams.base import Upstream, UpstreamRequest
 from gateway.upstreams.registry import UpstreamRegistry
@@ -36,10 +45,17 @@ from gateway.wire import Chunk, JSONObject, Payload, WireError
 class Pipeline:
     """Serves validated requests through the configured upstreams."""
 
-    def __init__(self, registry: UpstreamRegistry, policy: AccessPolicy, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        registry: UpstreamRegistry,
+        policy: AccessPolicy,
+        metrics: Metrics,
+        limiter: Limiter | None = None,
+    ) -> None:
         self._registry = registry
         self._policy = policy
         self._metrics = metrics
+        self._limiter = limiter
 
     def models(self, ctx: RequestContext) -> Mapping[str, ModelConfig]:
         """The models the caller may call, by alias (exactly what invocation accepts)."""
@@ -66,9 +82,16 @@ class Pipeline:
             GatewayError: unknown model or upstream failure.
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
-        with self._observe(upstream.name):
-            payload = await upstream.complete(_upstream_request(ctx, request.body, model))
-            _require_object(payload, upstream.name)
+        ticket, body = await self._admit_chat(ctx, request)
+        charged: int | None = None
+        try:
+            with self._observe(upstream.name):
+                payload = await upstream.complete(_upstream_request(ctx, body, model))
+                _require_object(payload, upstream.name)
+            charged = reported_total(payload.obj) if ticket is not None else None
+        finally:
+            if ticket is not None:
+                self._settle(ctx, ticket, ticket.prompt_tokens if charged is None else charged)
         return payload
 
     @contextlib.asynccontextmanager
@@ -81,9 +104,16 @@ class Pipeline:
             GatewayError: unknown model, or upstream failure before or during the stream.
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
-        with self._observe(upstream.name):
-            async with upstream.stream(_upstream_request(ctx, request.body, model)) as chunks:
-                yield chunks
+        ticket, body = await self._admit_chat(ctx, request)
+        meter = StreamMeter() if ticket is not None and ticket.counts_tokens else None
+        try:
+            with self._observe(upstream.name):
+                async with upstream.stream(_upstream_request(ctx, body, model)) as chunks:
+                    yield chunks if meter is None else _metered(chunks, meter)
+        finally:
+            if ticket is not None:
+                prompt = ticket.prompt_tokens
+                self._settle(ctx, ticket, prompt if meter is None else meter.total(prompt))
 
     async def embed(self, ctx: RequestContext, request: EmbeddingRequest) -> Payload:
         """Embeddings in the encoding the client asked for.
@@ -92,9 +122,22 @@ class Pipeline:
             GatewayError: unknown model or upstream failure.
         """
         model, upstream = self._resolve(ctx, request.model, "embedding")
-        with self._observe(upstream.name):
-            payload = await upstream.embed(_upstream_request(ctx, request.body, model))
-            _require_object(payload, upstream.name)
+        ticket = None
+        if self._limiter is not None:
+            ticket = await self._limiter.admit_embedding(
+                _principal(ctx), ctx.request_id, request.body
+            )
+            if ticket is not None:
+                ctx.response_headers.update(ticket.headers)
+        charged: int | None = None
+        try:
+            with self._observe(upstream.name):
+                payload = await upstream.embed(_upstream_request(ctx, request.body, model))
+                _require_object(payload, upstream.name)
+            charged = reported_total(payload.obj) if ticket is not None else None
+        finally:
+            if ticket is not None:
+                self._settle(ctx, ticket, ticket.prompt_tokens if charged is None else charged)
             try:
                 _encode_embeddings(payload, request.encoding_format)
             except (ValueError, TypeError) as exc:
@@ -102,6 +145,29 @@ class Pipeline:
                     f"upstream {upstream.name!r} returned malformed embeddings"
                 ) from exc
         return payload
+
+    async def _admit_chat(
+        self, ctx: RequestContext, request: ChatRequest
+    ) -> tuple[Ticket | None, JSONObject]:
+        """Admission: the ticket to settle (None: no limits apply) and the body to send."""
+        if self._limiter is None:
+            return None, request.body
+        try:
+            ticket, body = await self._limiter.admit_chat(
+                _principal(ctx), ctx.request_id, request.body, is_stream=request.stream
+            )
+        except RateLimited as exc:
+            ctx.response_headers.update(exc.limit_headers)
+            raise
+        if ticket is not None:
+            ctx.response_headers.update(ticket.headers)
+        return ticket, body
+
+    def _settle(self, ctx: RequestContext, ticket: Ticket, tokens: int) -> None:
+        """The settle point: charge ``tokens`` for the request (once; survives cancellation)."""
+        del ctx  # the metering ledger will record the request here
+        if self._limiter is not None:
+            self._limiter.settle_soon(ticket, tokens)
 
     @contextlib.contextmanager
     def _observe(self, upstream: str) -> Iterator[None]:
@@ -114,6 +180,15 @@ class Pipeline:
             if exc.http_status >= 429:  # an upstream 429 passed through
                 self._metrics.upstream_errors.inc((upstream, f"status_{exc.http_status}"))
             raise
+
+
+async def _metered(
+    chunks: AsyncIterator[list[Chunk]], meter: StreamMeter
+) -> AsyncIterator[list[Chunk]]:
+    async for batch in chunks:
+        for chunk in batch:
+            meter.feed(chunk)
+        yield batch
 
 
 def _principal(ctx: RequestContext) -> Principal:

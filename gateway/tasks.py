@@ -34,6 +34,13 @@ def child(coro: Coroutine[Any, Any, _T], *, name: str) -> asyncio.Task[_T]:
     return asyncio.create_task(coro, name=name)
 
 
+async def wait_named(prefix: str, timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` for the spawned tasks named ``prefix...`` (must-finish work)."""
+    pending = [t for t in _background if t.get_name().startswith(prefix)]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)
+
+
 def _forget(task: asyncio.Task[Any]) -> None:
     _background.discard(task)
     if not task.cancelled() and (exc := task.exception()) is not None:

@@ -100,8 +100,17 @@ class Metrics:
             "Upstream failures by upstream and kind.",
             ("upstream", "kind"),
         )
+        self.ratelimit_degraded = Gauge(
+            "gateway_ratelimit_degraded",
+            "1 per worker whose limiter decides locally because the shared store is unreachable.",
+        )
+        self.ratelimit_fallbacks = Counter(
+            "gateway_ratelimit_fallback_total",
+            "Admissions decided by the local fallback limiter (shared store unreachable).",
+        )
         self.families: tuple[Metric, ...] = (
             self.requests, self.latency, self.ttft, self.open_streams, self.upstream_errors,
+            self.ratelimit_degraded, self.ratelimit_fallbacks,
         )  # fmt: skip
 
     def snapshot(self) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests import identity
+from tests.redis_server import ENV_URL, RedisServer
 from tests.stack import BackgroundLoop, Stack, close_stack, open_stack
 
 
@@ -52,3 +54,15 @@ def make_stack(background: BackgroundLoop) -> Iterator[Callable[..., Stack]]:
 def stack(make_stack: Callable[..., Stack]) -> Stack:
     """The gateway with default test settings."""
     return make_stack()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The suite's Redis (``scripts/test`` starts it), else one started here for the session."""
+    url = os.environ.get(ENV_URL)
+    if url:
+        yield url
+        return
+    server = RedisServer().start()
+    yield server.url
+    server.close()

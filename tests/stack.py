@@ -23,6 +23,7 @@ from gateway.config import (
     AuthConfig,
     DevIssuerConfig,
     GatewayConfig,
+    LimitsConfig,
     ModelConfig,
     SageMakerModelConfig,
     Secret,
@@ -31,6 +32,8 @@ from gateway.config import (
     UpstreamConfig,
 )
 from gateway.demo import FakeOpenAI, start_fake
+from gateway.keys import LIMITER
+from gateway.limits.limiter import Limiter
 from gateway.telemetry import Metrics
 from tests import identity
 from tests.fakes.sagemaker import FakeEndpoint, FakeSageMaker, start_fake_sagemaker
@@ -63,7 +66,7 @@ class BackgroundLoop:
         self.loop.close()
 
 
-def make_config(
+def make_config(  # noqa: PLR0913 -- one keyword per overridable section
     upstream_url: str,
     *,
     server: Mapping[str, Any] | None = None,
@@ -71,9 +74,11 @@ def make_config(
     sagemaker_url: str | None = None,
     sagemaker: Mapping[str, Any] | None = None,
     sagemaker_model: Mapping[str, Any] | None = None,
+    tenant: Mapping[str, Any] | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> GatewayConfig:
-    """A test configuration: the test issuer, tenant ``tests`` allowed every model, one fake
-    upstream, a chat and an embedding model; with
+    """A test configuration: the test issuer, tenant ``tests`` allowed every model (``tenant``: more
+    of its settings, e.g. ``limits``), one fake upstream, a chat and an embedding model; with
     ``sagemaker_url``, a SageMaker upstream (``sagemaker`` overrides its settings) and models."""
     upstreams = {
         "fake": UpstreamConfig(
@@ -102,7 +107,8 @@ def make_config(
     return GatewayConfig(
         server=ServerConfig(**{"port": 0, "workers": 1, **(server or {})}),
         auth=test_auth(),
-        tenants={identity.TENANT: TenantConfig(models=("*",))},
+        tenants={identity.TENANT: TenantConfig(**{"models": ("*",), **(tenant or {})})},
+        limits=LimitsConfig(**(limits or {})),
         upstreams=upstreams,
         models=models,
     )
@@ -143,6 +149,11 @@ class Stack:
         """Headers that authenticate a raw HTTP request to the gateway."""
         return {"Authorization": f"Bearer {self.api_key}"}
 
+    @property
+    def limiter(self) -> Limiter:
+        """The gateway's limiter (its store lives on the background loop)."""
+        return self.runners[0].app[LIMITER]
+
 
 async def serve_post(path: str, handler: Handler) -> tuple[web.AppRunner, int]:
     """A one-route upstream on loopback port 0 (for tests that need a special fake)."""
@@ -177,13 +188,15 @@ async def start_gateway(config: GatewayConfig, metrics: Metrics) -> tuple[web.Ap
     return runner, int(runner.addresses[0][1])
 
 
-def open_stack(
+def open_stack(  # noqa: PLR0913 -- one keyword per overridable section
     background: BackgroundLoop,
     *,
     server: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Any] | None = None,
     sagemaker: Mapping[str, Any] | None = None,
     sagemaker_model: Mapping[str, Any] | None = None,
+    tenant: Mapping[str, Any] | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> Stack:
     """Start the fake upstream and the gateway in front of it; with ``sagemaker`` (upstream
     settings, ``{}`` for the defaults) also the fake SageMaker runtime, one endpoint per dialect.
@@ -207,6 +220,8 @@ def open_stack(
         sagemaker_url=sm_url,
         sagemaker=sagemaker,
         sagemaker_model=sagemaker_model,
+        tenant=tenant,
+        limits=limits,
     )
     metrics = Metrics()
     runner, port = background.run(start_gateway(config, metrics))

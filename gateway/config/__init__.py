@@ -13,6 +13,7 @@ from gateway.config.access import (
     IssuerConfig,
     TenantConfig,
 )
+from gateway.config.limits import LimitRuleConfig, LimitsConfig, MaxTokensMode, StoreKind
 from gateway.config.loader import (
     ENV_CONFIG_PATH,
     ENV_PREFIX,
@@ -48,7 +49,10 @@ __all__ = [
     "GatewayConfig",
     "GroupConfig",
     "IssuerConfig",
+    "LimitRuleConfig",
+    "LimitsConfig",
     "LogLevel",
+    "MaxTokensMode",
     "ModelConfig",
     "ModelKind",
     "ModelStatus",
@@ -56,6 +60,7 @@ __all__ = [
     "SageMakerModelConfig",
     "Secret",
     "ServerConfig",
+    "StoreKind",
     "TenantConfig",
     "UpstreamConfig",
     "UpstreamKind",

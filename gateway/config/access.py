@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from gateway.config.limits import LimitRuleConfig
 from gateway.config.secret import Secret
 
 TOKEN_USES = ("access", "id")
@@ -153,6 +154,10 @@ class TenantConfig:
 
     models: tuple[str, ...] = ()
     """Model aliases the tenant may use; `*` = every active model."""
+    limits: LimitRuleConfig | None = None
+    """Limits shared by all of the tenant's requests (for `*`: each unlisted tenant its own)."""
+    user_limits: LimitRuleConfig | None = None
+    """Limits of each user of the tenant (the token's app user id, else its subject)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +166,8 @@ class AppConfig:
 
     models: tuple[str, ...] = (WILDCARD,)
     """Model aliases usable through this app (narrows the tenant's list); `*` = no narrowing."""
+    limits: LimitRuleConfig | None = None
+    """Limits of the app, per tenant using it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,7 @@ calls it after building the section.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,6 +20,7 @@ from gateway.config.access import (
     TenantConfig,
     check_app_names,
 )
+from gateway.config.limits import LimitsConfig
 from gateway.config.secret import Secret
 
 UpstreamKind = Literal["litellm", "openai", "sagemaker"]
@@ -205,6 +207,15 @@ class GatewayConfig:
     api_keys: Mapping[str, ApiKeyConfig] = field(default_factory=dict)
     upstreams: Mapping[str, UpstreamConfig] = field(default_factory=dict)
     models: Mapping[str, ModelConfig]
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    @property
+    def has_limits(self) -> bool:
+        """Some tenant, user or app limit is configured."""
+        rules = [t.limits for t in self.tenants.values()]
+        rules += [t.user_limits for t in self.tenants.values()]
+        rules += [a.limits for a in self.apps.values()]
+        return any(rule is not None and not rule.is_empty for rule in rules)
 
     def check(self, where: str) -> Iterator[str]:
         """Rules across sections."""
@@ -218,6 +229,7 @@ class GatewayConfig:
                 yield from _check_sagemaker_model(alias, model, self.upstreams[model.upstream])
         yield from _check_model_lists(self)
         yield from check_app_names(self.apps)
+        yield from _check_limits(self)
         for name, key in self.api_keys.items():
             if key.tenant not in self.tenants and WILDCARD not in self.tenants:
                 yield f"api_keys.{name}.tenant: no tenant named {key.tenant!r}"
@@ -228,6 +240,20 @@ class GatewayConfig:
             yield "auth: enabled, but no issuer, dev issuer or API key is configured"
         if not auth.enabled and not ({auth.anonymous_tenant, WILDCARD} & set(self.tenants)):
             yield f"auth.anonymous_tenant: no tenant named {auth.anonymous_tenant!r} in [tenants]"
+
+
+def _check_limits(config: GatewayConfig) -> Iterator[str]:
+    if not config.has_limits:
+        return
+    workers = config.server.workers or os.cpu_count() or 1
+    if config.limits.store == "memory" and workers > 1:
+        yield (
+            f"limits.store: 'memory' keeps counters per process, but server.workers gives "
+            f"{workers} workers; set limits.store = 'redis' or server.workers = 1"
+        )
+    slowest = max((u.total_timeout_s for u in config.upstreams.values()), default=0.0)
+    if config.limits.reservation_ttl_s < slowest:
+        yield "limits.reservation_ttl_s: must be >= every upstream's total_timeout_s"
 
 
 def _check_model_lists(config: GatewayConfig) -> Iterator[str]:

@@ -8,7 +8,9 @@
 | 4 | cors        | answers preflights for allowed origins (response headers: on prepare) |
 | 5 | auth        | credential -> principal (public paths exempt); 401 otherwise          |
 | 6 | tenancy     | tenant enabled, targeted app = token's app, admin permissions; 403    |
-|   | ratelimit   | (later issue) after tenancy, before the handler                       |
+|   | ratelimit   | response hook: ``x-ratelimit-*`` headers; admission (one store round  |
+|   |             | trip for request rate, token reservation, stream slots) needs the     |
+|   |             | body, so it runs in ``pipeline`` after tenancy, before the upstream   |
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gateway.middleware.auth import auth_middleware
 from gateway.middleware.cors import cors_middleware, cors_response_headers
 from gateway.middleware.errors import errors_middleware
 from gateway.middleware.metrics import metrics_middleware
+from gateway.middleware.ratelimit import ratelimit_headers
 from gateway.middleware.request_id import request_id_header, request_id_middleware
 from gateway.middleware.tenancy import tenancy_middleware
 from gateway.telemetry import Metrics
@@ -49,5 +52,6 @@ def build_middlewares(
 def install_response_hooks(app: web.Application, config: GatewayConfig) -> None:
     """Headers every response carries, added just before the headers are sent (also for SSE)."""
     app.on_response_prepare.append(request_id_header)
+    app.on_response_prepare.append(ratelimit_headers)
     if config.server.cors_origins:
         app.on_response_prepare.append(cors_response_headers(config.server.cors_origins))

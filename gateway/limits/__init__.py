@@ -1,0 +1,1 @@
+"""Rate limits and token quotas: GCRA arithmetic, the counter stores and the limiter."""
