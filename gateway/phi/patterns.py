@@ -165,11 +165,33 @@ _CAP = seq(
     opt(alt(seq("-", Chars("[A-Z]"), _LOWER), "'s")),
 )
 _INITIAL = seq(Chars("[A-Z]"), ".")
-_RUN = seq(_CAP, rep(seq(" ", alt(_CAP, _INITIAL)), 0, 3))
+_TITLE = alt(seq(words("Mr", "Mrs", "Ms", "Mx", "Dr", "Prof", ci=False), "."), Lit("Miss"))
+_TOKEN = alt(_TITLE, _CAP, _INITIAL)
+_RUN = seq(_TOKEN, rep(seq(" ", _TOKEN), 0, 4))
+# USPS Publication 28 street suffixes (as in Faker en_US) and common abbreviations, longest first.
 _STREET = words(
-    "Street", "St", "Avenue", "Ave", "Road", "Rd", "Boulevard", "Blvd", "Drive", "Dr", "Lane",
-    "Ln", "Court", "Ct", "Way", "Place", "Pl", "Terrace", "Circle", "Cir", "Parkway", "Pkwy",
-    "Highway", "Hwy", "Trail", "Square", ci=False,
+    "Expressway", "Extensions", "Throughway", "Trafficway", "Boulevard", "Crossroad", "Extension",
+    "Junctions", "Mountains", "Stravenue", "Underpass", "Causeway", "Crescent", "Crossing",
+    "Junction", "Motorway", "Mountain", "Overpass", "Parkways", "Turnpike", "Villages", "Centers",
+    "Circles", "Corners", "Estates", "Freeway", "Gardens", "Gateway", "Harbors", "Heights",
+    "Highway", "Islands", "Landing", "Meadows", "Mission", "Orchard", "Parkway", "Passage",
+    "Prairie", "Springs", "Squares", "Station", "Streets", "Terrace", "Valleys", "Viaduct",
+    "Village", "Avenue", "Branch", "Bridge", "Brooks", "Bypass", "Canyon", "Center", "Circle",
+    "Cliffs", "Common", "Corner", "Course", "Courts", "Divide", "Drives", "Estate", "Fields",
+    "Forest", "Forges", "Garden", "Greens", "Groves", "Harbor", "Hollow", "Island", "Knolls",
+    "Lights", "Manors", "Meadow", "Plains", "Points", "Radial", "Rapids", "Ridges", "Shoals",
+    "Shores", "Skyway", "Spring", "Square", "Stream", "Street", "Summit", "Tunnel", "Unions",
+    "Valley", "Alley", "Brook", "Burgs", "Cliff", "Court", "Coves", "Creek", "Crest", "Curve",
+    "Drive", "Falls", "Ferry", "Field", "Flats", "Fords", "Forge", "Forks", "Glens", "Green",
+    "Grove", "Haven", "Hills", "Inlet", "Knoll", "Lakes", "Light", "Locks", "Lodge", "Manor",
+    "Mills", "Mount", "Parks", "Pines", "Place", "Plain", "Plaza", "Point", "Ports", "Ranch",
+    "Rapid", "Ridge", "River", "Roads", "Route", "Shoal", "Shore", "Spurs", "Trace", "Track",
+    "Trail", "Union", "Views", "Ville", "Vista", "Walks", "Wells", "Blvd", "Burg", "Camp", "Cape",
+    "Club", "Cove", "Dale", "Fall", "Flat", "Ford", "Fork", "Fort", "Glen", "Hill", "Isle",
+    "Keys", "Lake", "Land", "Lane", "Loaf", "Lock", "Loop", "Mall", "Mews", "Mill", "Neck",
+    "Oval", "Park", "Pass", "Path", "Pike", "Pine", "Pkwy", "Port", "Ramp", "Rest", "Road",
+    "Spur", "View", "Walk", "Wall", "Ways", "Well", "Ave", "Cir", "Dam", "Hwy", "Key", "Row",
+    "Rue", "Run", "Ter", "Trl", "Via", "Way", "Ct", "Dr", "Ln", "Pl", "Rd", "Sq", "St", ci=False,
 )  # fmt: skip
 _UNIT = seq(opt(","), " ", words("Apt", "Suite", "Ste", "Unit", "#", ci=False), opt("."), opt(" "),
             rep("[A-Za-z0-9-]", 1, 6))  # fmt: skip
@@ -295,7 +317,8 @@ RULES: tuple[Rule, ...] = (
          _INITIAL)), 0, 2)))), _always(C.NAME), frozenset({C.NAME})),
     Rule("cued_name", _cued("cued_name", words("patient", "pt", "name", "named", "son",
          "daughter", "wife", "husband", "mother", "father", "spouse", "sister", "brother",
-         "guardian", "caregiver", "signed", "contact"), _RUN), names.classify_cued,
+         "guardian", "caregiver", "signed", "contact", "call", "ask", "tell", "dear", "hi",
+         "hello", "thank", "thanks"), _RUN), names.classify_cued,
          frozenset({C.NAME})),
     Rule("diagnosis", seq(B, _CLINICAL_DIAGNOSIS, B), _always(C.DIAGNOSIS),
          frozenset({C.DIAGNOSIS})),
