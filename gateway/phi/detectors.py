@@ -42,10 +42,26 @@ class Candidate:
     spans: tuple[Span, ...]
 
 
-def _options() -> re2.Options:
+def _options(*, capture: bool = True) -> re2.Options:
     options = re2.Options()
     options.max_mem = 64 << 20  # the prefix automaton of the bounded repetitions is large-ish
+    options.never_capture = not capture
     return options
+
+
+def earliest_prefix(prefix: re2._Regexp, text: str, pos: int, max_hold: int) -> int:
+    """The smallest ``i >= pos`` (and ``>= len(text) - max_hold``) such that ``prefix`` matches
+    all of ``text[i:]`` (non-empty), else ``len(text)``.
+
+    One anchored match per position, left to right: unlike an unanchored search for a match
+    ending at the end of the text (leftmost start = a reverse automaton over a large program,
+    measured 115 us mean and 0.8 ms p99 per chunk), the anchored forward DFA stays cheap (9.5 us
+    mean, 40 us p99). At most ``max_hold`` positions are tried.
+    """
+    for i in range(max(pos, len(text) - max_hold), len(text)):
+        if prefix.fullmatch(text, i):
+            return i
+    return len(text)
 
 
 class Detector:
@@ -62,7 +78,7 @@ class Detector:
         self._rules: dict[str, Rule] = {r.name: r for r in rules}
         self._full = re2.compile("|".join(Group(r.name, r.node).full() for r in rules), _options())
         self._prefix = re2.compile(
-            "(?:" + "|".join(r.node.prefix() for r in rules) + r")\z", _options()
+            "|".join(r.node.prefix() for r in rules), _options(capture=False)
         )
         self._groups: dict[str, tuple[int, int | None]] = {
             r.name: (
@@ -107,5 +123,4 @@ class Detector:
         """The earliest index ``i >= pos`` such that ``text[i:]`` is a non-empty prefix of some
         rule match starting at ``i`` (a match could still start there or grow), else
         ``len(text)``."""
-        m = self._prefix.search(text, pos)
-        return len(text) if m is None else m.start()
+        return earliest_prefix(self._prefix, text, pos, self.max_hold)

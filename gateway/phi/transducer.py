@@ -29,7 +29,7 @@ import re2
 
 from gateway.errors import GatewayError, RedactionFailed
 from gateway.phi.categories import Category
-from gateway.phi.detectors import Detector
+from gateway.phi.detectors import Detector, earliest_prefix
 from gateway.phi.grammar import B, Group, Lit, Node, Seq, alt, rep, seq
 from gateway.phi.redactor import PlaceholderBook
 
@@ -176,7 +176,7 @@ class Reidentifier(_SafeCut):
     __slots__ = ("_originals",)
 
     _full = re2.compile(_PLACEHOLDER.full(), _options())
-    _prefix = re2.compile("(?:" + _PLACEHOLDER.prefix() + r")\z", _options())
+    _prefix = re2.compile(_PLACEHOLDER.prefix(), _options())
     max_hold = _PLACEHOLDER.max_len()
 
     def __init__(self, originals: Mapping[str, str]) -> None:
@@ -196,8 +196,7 @@ class Reidentifier(_SafeCut):
         return extents, edits
 
     def _hold(self, text: str, pos: int) -> int:
-        m = self._prefix.search(text, pos)
-        return len(text) if m is None else int(m.start())
+        return earliest_prefix(self._prefix, text, pos, self.max_hold)
 
 
 # --- masking --------------------------------------------------------------------------------
