@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import re2
-
 from gateway.phi import names
 from gateway.phi.categories import DEFAULT_CATEGORIES, Category
+from gateway.phi.engine import Pattern
 from gateway.phi.grammar import Group
 from gateway.phi.patterns import RULES, Rule
 
@@ -42,32 +41,10 @@ class Candidate:
     spans: tuple[Span, ...]
 
 
-def _options(*, capture: bool = True) -> re2.Options:
-    options = re2.Options()
-    options.max_mem = 64 << 20  # the prefix automaton of the bounded repetitions is large-ish
-    options.never_capture = not capture
-    return options
-
-
-def earliest_prefix(prefix: re2._Regexp, text: str, pos: int, max_hold: int) -> int:
-    """The smallest ``i >= pos`` (and ``>= len(text) - max_hold``) such that ``prefix`` matches
-    all of ``text[i:]`` (non-empty), else ``len(text)``.
-
-    One anchored match per position, left to right: unlike an unanchored search for a match
-    ending at the end of the text (leftmost start = a reverse automaton over a large program,
-    measured 115 us mean and 0.8 ms p99 per chunk), the anchored forward DFA stays cheap (9.5 us
-    mean, 40 us p99). At most ``max_hold`` positions are tried.
-    """
-    for i in range(max(pos, len(text) - max_hold), len(text)):
-        if prefix.fullmatch(text, i):
-            return i
-    return len(text)
-
-
 class Detector:
     """Finds PHI of the enabled categories; immutable and shareable between streams."""
 
-    __slots__ = ("_categories", "_full", "_groups", "_prefix", "_rules", "max_hold")
+    __slots__ = ("_categories", "_full", "_groups", "_order", "_prefix", "_rules", "max_hold")
 
     def __init__(self, categories: Iterable[Category] = DEFAULT_CATEGORIES) -> None:
         self._categories = frozenset(categories)
@@ -76,10 +53,8 @@ class Detector:
             raise ValueError("a detector needs at least one category")
         names.load()
         self._rules: dict[str, Rule] = {r.name: r for r in rules}
-        self._full = re2.compile("|".join(Group(r.name, r.node).full() for r in rules), _options())
-        self._prefix = re2.compile(
-            "|".join(r.node.prefix() for r in rules), _options(capture=False)
-        )
+        self._full = Pattern("|".join(Group(r.name, r.node).full() for r in rules))
+        self._prefix = Pattern("|".join(r.node.prefix() for r in rules), capture=False)
         self._groups: dict[str, tuple[int, int | None]] = {
             r.name: (
                 self._full.groupindex[r.name],
@@ -87,6 +62,7 @@ class Detector:
             )
             for r in rules
         }
+        self._order = sorted((g, name) for name, (g, _) in self._groups.items())
         self.max_hold = max(r.node.max_len() for r in rules)
         """Upper bound on ``len(text) - hold_from(text)``."""
 
@@ -98,21 +74,19 @@ class Detector:
     def candidates(self, text: str, pos: int = 0) -> list[Candidate]:
         """Rule matches in ``text[pos:]`` (non-overlapping, in order) with their PHI spans."""
         out: list[Candidate] = []
-        for m in self._full.finditer(text, pos):
-            name = m.lastgroup
-            if name is None:  # pragma: no cover - every alternative is a named group
-                continue
+        for spans in self._full.finditer(text, pos):
+            name = next(n for g, n in self._order if spans[g][0] >= 0)
             rule = self._rules[name]
-            _, value_group = self._groups[name]
-            vstart, vend = m.start(), m.end()
-            if value_group is not None and m.start(value_group) >= 0:
-                vstart, vend = m.start(value_group), m.end(value_group)
-            spans = tuple(
+            vstart, vend = spans[0]
+            value_group = self._groups[name][1]
+            if value_group is not None and spans[value_group][0] >= 0:
+                vstart, vend = spans[value_group]
+            found = tuple(
                 Span(vstart + s, vstart + e, cat)
                 for s, e, cat in rule.validate(text[vstart:vend])
                 if cat in self._categories and e > s
             )
-            out.append(Candidate(m.start(), m.end(), spans))
+            out.append(Candidate(spans[0][0], spans[0][1], found))
         return out
 
     def find(self, text: str) -> list[Span]:
@@ -123,4 +97,4 @@ class Detector:
         """The earliest index ``i >= pos`` such that ``text[i:]`` is a non-empty prefix of some
         rule match starting at ``i`` (a match could still start there or grow), else
         ``len(text)``."""
-        return earliest_prefix(self._prefix, text, pos, self.max_hold)
+        return self._prefix.earliest_full(text, max(pos, len(text) - self.max_hold))

@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import ahocorasick
-import re2
 
 from gateway.errors import GatewayError, RedactionFailed
 from gateway.phi.categories import Category
-from gateway.phi.detectors import Detector, earliest_prefix
+from gateway.phi.detectors import Detector
+from gateway.phi.engine import Pattern
 from gateway.phi.grammar import B, Group, Lit, Node, Seq, alt, rep, seq
 from gateway.phi.redactor import PlaceholderBook
 
@@ -164,19 +164,15 @@ _PLACEHOLDER = seq(
 _CANONICAL = {c.value.replace("_", ""): c.value for c in Category}
 
 
-def _options() -> re2.Options:
-    options = re2.Options()
-    options.max_mem = 16 << 20
-    return options
-
-
 class Reidentifier(_SafeCut):
     """Issued placeholders (also mutated) -> originals; holds only a possible placeholder prefix."""
 
     __slots__ = ("_originals",)
 
-    _full = re2.compile(_PLACEHOLDER.full(), _options())
-    _prefix = re2.compile(_PLACEHOLDER.prefix(), _options())
+    _full = Pattern(_PLACEHOLDER.full(), max_mem=16 << 20)
+    _prefix = Pattern(_PLACEHOLDER.prefix(), capture=False, max_mem=16 << 20)
+    _cat = _full.groupindex["cat"]
+    _num = _full.groupindex["num"]
     max_hold = _PLACEHOLDER.max_len()
 
     def __init__(self, originals: Mapping[str, str]) -> None:
@@ -186,17 +182,20 @@ class Reidentifier(_SafeCut):
     def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
         extents: list[tuple[int, int]] = []
         edits: list[Edit] = []
-        for m in self._full.finditer(text, pos):
-            extents.append((m.start(), m.end()))
-            cat = "".join(ch for ch in m.group("cat").upper() if ch.isalpha() or ch.isdigit())
-            canonical = f"[PHI_{_CANONICAL.get(cat, cat)}_{int(m.group('num'))}]"
+        for spans in self._full.finditer(text, pos):
+            start, end = spans[0]
+            extents.append((start, end))
+            cat_start, cat_end = spans[self._cat]
+            num_start, num_end = spans[self._num]
+            cat = "".join(ch for ch in text[cat_start:cat_end].upper() if ch.isalnum())
+            canonical = f"[PHI_{_CANONICAL.get(cat, cat)}_{int(text[num_start:num_end])}]"
             original = self._originals.get(canonical)
             if original is not None:
-                edits.append((m.start(), m.end(), functools.partial(str, original)))
+                edits.append((start, end, functools.partial(str, original)))
         return extents, edits
 
     def _hold(self, text: str, pos: int) -> int:
-        return earliest_prefix(self._prefix, text, pos, self.max_hold)
+        return self._prefix.earliest_full(text, max(pos, len(text) - self.max_hold))
 
 
 # --- masking --------------------------------------------------------------------------------
