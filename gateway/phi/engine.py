@@ -55,6 +55,19 @@ class Pattern:
             yield spans
             pos = stop + 1 if stop == pos else stop
 
+    def match_at(self, text: str, pos: int, data: bytes | None = None) -> Spans | None:
+        """Group spans of the match starting exactly at ``pos`` (context before it seen), or
+        None. ``data`` is ``text`` encoded as ASCII when the caller already has it."""
+        if data is not None and self._raw is not None:
+            spans: Spans = self._raw.Match(_ANCHOR.ANCHOR_START, data, pos, len(data))  # type: ignore[union-attr]
+            return spans if spans[0][0] >= 0 else None
+        m = self._re.match(text, pos)
+        return None if m is None else [m.span(i) for i in range(self._ngroups + 1)]
+
+    def fullmatch(self, text: str) -> bool:
+        """Whether the pattern matches all of ``text``."""
+        return self._re.fullmatch(text) is not None
+
     def earliest_full(self, text: str, first: int, *, fast: bool = True) -> int:
         """The smallest ``i >= first`` such that the pattern matches all of ``text[i:]`` and
         ``i < len(text)``, else ``len(text)``."""
