@@ -60,8 +60,6 @@ def _numeric_date(text: str) -> bool:
     parts = [int(p) for p in text.replace("-", "/").replace(".", "/").split("/") if p.isdigit()]
     if len(parts) == 2:  # m/yyyy
         return 1 <= parts[0] <= 12
-    if len(parts) != 3:
-        return False
     if parts[0] > 31:  # y/m/d
         return v.date_ok(parts[1], parts[2])
     return v.date_ok(parts[0], parts[1]) or v.date_ok(parts[1], parts[0])
@@ -74,11 +72,7 @@ def _ten_digits(text: str) -> list[tuple[int, int, C]]:
 
 
 def _nanp_ok(text: str) -> bool:
-    ds = v.digits(text)
-    if len(ds) == 11 and ds[0] == "1":
-        ds = ds[1:]
-    if len(ds) != 10:
-        return False
+    ds = v.digits(text)  # exactly ten: the rule's shape
     area, exchange = ds[:3], ds[3:6]
     return (
         area[0] in "23456789"

@@ -60,6 +60,9 @@ POSITIVES: list[tuple[str, list[tuple[C, str]]]] = [
     ("from 192.168.10.24 and 2001:db8::8a2e:370:7334",
      [(C.IP_ADDRESS, "192.168.10.24"), (C.IP_ADDRESS, "2001:db8::8a2e:370:7334")]),
     ("claim # CLM-0099812", [(C.ID, "CLM-0099812")]),
+    ("Call 2125550199 now", [(C.PHONE, "2125550199")]),
+    ("Seen 7/2021 and 2020-02-29", [(C.DATE, "7/2021"), (C.DATE, "2020-02-29")]),
+    ("Record A434777 filed", [(C.MEDICAL_RECORD, "A434777")]),
 ]  # fmt: skip
 
 # Near-misses and hard negatives: nothing may be found.
@@ -87,6 +90,10 @@ NEGATIVES: list[str] = [
     "The patient was seen. The Emergency Room was busy.",
     "May we continue? Will she improve?",
     "score 9 of 10, 3 times a day, 2 weeks",
+    "Meeting at 12:30:45 today.",
+    "Mark said no.",
+    "code 0123456789 is neither NPI nor phone",
+    "Seen 13/2021 and 2021-02-30",
 ]
 
 
