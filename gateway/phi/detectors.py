@@ -48,7 +48,11 @@ class _Compiled:
 
 
 class Detector:
-    """Finds PHI of the enabled categories; immutable and shareable between streams."""
+    """Finds PHI of the enabled categories; immutable and shareable between streams and threads.
+
+    Construction compiles every rule (about 80 ms): build one per category set at start-up, never
+    per request.
+    """
 
     __slots__ = ("_all", "_bounds", "_by_first", "_categories", "_prefix", "max_hold")
 

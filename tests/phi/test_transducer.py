@@ -195,3 +195,12 @@ def test_empty_chunks_are_free() -> None:
     assert t.feed("") == ""
     assert t.flush() == ""
     assert t.max_hold >= DETECTOR.max_hold
+
+
+def test_categories_with_digits_and_several_words_reidentify() -> None:
+    originals = {"[PHI_AGE_OVER_89_1]": "95", "[PHI_IP_ADDRESS_2]": "10.0.0.7"}
+    model = "age [phi age over 89 1], host PHI-IP-ADDRESS-2 and [PHI_AGE_OVER_89_2]"
+    expected = "age 95, host 10.0.0.7 and [PHI_AGE_OVER_89_2]"
+    assert reidentify_text(model, originals) == expected
+    t = Reidentifier(originals)
+    assert "".join(t.feed(ch) for ch in model) + t.flush() == expected
