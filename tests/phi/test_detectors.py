@@ -94,6 +94,26 @@ NEGATIVES: list[str] = [
     "Mark said no.",
     "code 0123456789 is neither NPI nor phone",
     "Seen 13/2021 and 2021-02-30",
+    # near-misses, one or more per category
+    "write to admin@localhost",  # EMAIL: no domain suffix
+    "the scheme http:/ alone",  # URL
+    "subnet 10.0.0 only",  # IP_ADDRESS: three octets
+    "code 1EG4-TE5-MK7 truncated",  # INSURANCE_ID: MBI one short
+    "ext. 555-0199 internal",  # PHONE: seven digits
+    "zip 1234 is short",  # LOCATION
+    "in the year 2019",  # DATE: a year alone
+    "MRN: pending",  # MEDICAL_RECORD: no digits
+    "serial number unknown",  # DEVICE
+    "DEA registration pending",  # LICENSE
+    "plate ABC",  # VEHICLE: no digits
+    "account overdue",  # ACCOUNT
+    "claim # pending",  # ID
+    "Crohn's disease flare, Apgar 9",  # NAME: eponyms
+    "10 Downing",  # ADDRESS: no street suffix
+    "fax machine broken",  # FAX
+    "SSN not on file",  # SSN
+    "aged 89 and 45-year-old",  # AGE_OVER_89
+    "DOB unknown",  # DOB
 ]
 
 
