@@ -1,0 +1,1 @@
+"""PHI handling: detection, input redaction, streaming transducers (pure cores); vault later."""

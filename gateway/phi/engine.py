@@ -1,0 +1,85 @@
+"""A thin fast path over google-re2: group spans of successive matches, and anchored full matches.
+
+The binding's ``str`` API re-encodes the text and decodes every group offset of every match in
+Python; with the detector's ~50 groups that was most of the per-chunk cost (cProfile: 233k decode
+calls for 10k chunks). For ASCII text, byte and character offsets coincide, so this module calls
+the compiled ``RE2`` object on the bytes directly; any other text -- or a binding without that
+object -- takes the public API. Both paths give identical spans (tested).
+
+Invariants: offsets are character offsets into the given ``str``; word boundaries see the
+character before ``pos``; no state between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import re2
+
+Spans = list[tuple[int, int]]
+"""Span of group 0 (the match) then of every capturing group; ``(-1, -1)`` when unset."""
+
+_ANCHOR = getattr(re2, "_Anchor", None)
+
+
+class Pattern:
+    """One compiled RE2 pattern."""
+
+    __slots__ = ("_ngroups", "_raw", "_re", "groupindex", "programsize")
+
+    def __init__(self, pattern: str, *, capture: bool = True, max_mem: int = 64 << 20) -> None:
+        options = re2.Options()
+        options.max_mem = max_mem
+        options.never_capture = not capture
+        self._re = re2.compile(pattern, options)
+        self._raw = getattr(self._re, "_regexp", None) if _ANCHOR is not None else None
+        self._ngroups: int = self._re.groups
+        self.groupindex: dict[str, int] = dict(self._re.groupindex)
+        self.programsize: int = self._re.programsize
+
+    def finditer(self, text: str, pos: int = 0, *, fast: bool = True) -> Iterator[Spans]:
+        """Group spans of every non-overlapping match in ``text[pos:]``, leftmost-first."""
+        if fast and self._raw is not None and text.isascii():
+            yield from self._finditer_ascii(text.encode("ascii"), pos)
+            return
+        for m in self._re.finditer(text, pos):
+            yield [m.span(i) for i in range(self._ngroups + 1)]
+
+    def _finditer_ascii(self, data: bytes, pos: int) -> Iterator[Spans]:
+        end = len(data)
+        while pos <= end:
+            spans: Spans = self._raw.Match(_ANCHOR.UNANCHORED, data, pos, end)  # type: ignore[union-attr]
+            start, stop = spans[0]
+            if start < 0:
+                return
+            yield spans
+            pos = stop + 1 if stop == pos else stop
+
+    def match_at(self, text: str, pos: int, data: bytes | None = None) -> Spans | None:
+        """Group spans of the match starting exactly at ``pos`` (context before it seen), or
+        None. ``data`` is ``text`` encoded as ASCII when the caller already has it."""
+        if data is not None and self._raw is not None:
+            spans: Spans = self._raw.Match(_ANCHOR.ANCHOR_START, data, pos, len(data))  # type: ignore[union-attr]
+            return spans if spans[0][0] >= 0 else None
+        m = self._re.match(text, pos)
+        return None if m is None else [m.span(i) for i in range(self._ngroups + 1)]
+
+    def fullmatch(self, text: str) -> bool:
+        """Whether the pattern matches all of ``text``."""
+        return self._re.fullmatch(text) is not None
+
+    def earliest_full(self, text: str, first: int, *, fast: bool = True) -> int:
+        """The smallest ``i >= first`` such that the pattern matches all of ``text[i:]`` and
+        ``i < len(text)``, else ``len(text)``."""
+        if fast and self._raw is not None and text.isascii():
+            data = text.encode("ascii")
+            end = len(data)
+            both = _ANCHOR.ANCHOR_BOTH  # type: ignore[union-attr]
+            for i in range(first, end):
+                if self._raw.Match(both, data, i, end)[0][0] >= 0:
+                    return i
+            return end
+        for i in range(first, len(text)):
+            if self._re.fullmatch(text, i):
+                return i
+        return len(text)

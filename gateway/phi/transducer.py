@@ -1,0 +1,313 @@
+"""Streaming transducers over one text stream: ``feed(chunk) -> str`` and ``flush() -> str``.
+
+* ``Reidentifier`` (``phi.md`` §2.3) turns issued placeholders back into originals for callers
+  allowed to see PHI, tolerating the mutations models make (case, spaces, underscores or hyphens,
+  missing brackets, markdown emphasis); placeholders never issued pass through unchanged.
+* ``Masker`` (§2.4) replaces PHI the model generated, and verbatim (case-insensitive) echoes of the
+  conversation's originals, with placeholders, for everyone else.
+
+Both share one safe-cut rule: text is emitted only up to a cut before which nothing can change --
+no match could still start at or before the cut and reach past it, and no known match spans it.
+"Could still start or grow" is a hard partial match (``grammar`` prefix languages for patterns,
+trie prefix lookups for originals), so hold-back is bounded by the longest pattern or original and
+is in practice the unfinished tail word.
+
+Invariants: for every split of a text, ``"".join(feed(p) for p in parts) + flush()`` equals
+``feed(text) + flush()``; the state is the unemitted tail plus one character of left context (for
+word boundaries); no I/O. Any internal error raises ``RedactionFailed`` (fail closed).
+One instance per choice and content field; the caller routes deltas.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import ahocorasick
+
+from gateway.errors import GatewayError, RedactionFailed
+from gateway.phi.categories import Category
+from gateway.phi.detectors import Detector
+from gateway.phi.engine import Pattern
+from gateway.phi.grammar import B, Group, Lit, Node, Seq, alt, rep, seq
+from gateway.phi.redactor import PlaceholderBook
+
+#: (start, end, replacement) over the scanned text; the replacement is produced only when the edit
+#: is emitted, so placeholders are issued in emission order, never for text still held.
+Edit = tuple[int, int, Callable[[], str]]
+
+
+class Transducer(Protocol):
+    """A pure text stream transformer with bounded hold-back."""
+
+    def feed(self, text: str) -> str:
+        """Take the next chunk; return what may be emitted now."""
+        ...
+
+    def flush(self) -> str:
+        """End of stream: return everything still held, transformed."""
+        ...
+
+
+class _SafeCut:
+    """Buffering and the cut rule; subclasses say what matches and where a match may start."""
+
+    __slots__ = ("_buf", "_ctx", "_failed")
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._ctx = ""
+        self._failed = False
+
+    def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
+        """Match extents and the edits inside them, for matches in ``text[pos:]``."""
+        raise NotImplementedError
+
+    def _hold(self, text: str, pos: int) -> int:
+        """The earliest index from which ``text`` may still become (part of) a match."""
+        raise NotImplementedError
+
+    def feed(self, text: str) -> str:
+        """Take the next chunk; return what may be emitted now (possibly ``""``).
+
+        Raises:
+            RedactionFailed: detection failed; nothing more may be emitted.
+        """
+        if self._failed:
+            raise RedactionFailed("PHI transformation of the stream failed earlier")
+        if not text:
+            return ""
+        return self._step(self._ctx + self._buf + text, final=False)
+
+    def flush(self) -> str:
+        """Return everything still held, transformed; the transducer is then empty.
+
+        Raises:
+            RedactionFailed: detection failed.
+        """
+        if self._failed:
+            raise RedactionFailed("PHI transformation of the stream failed earlier")
+        if not self._buf:
+            return ""
+        return self._step(self._ctx + self._buf, final=True)
+
+    def _step(self, text: str, *, final: bool) -> str:
+        pos = len(self._ctx)
+        try:
+            extents, edits = self._scan(text, pos)
+            cut = len(text) if final else self._hold(text, pos)
+        except Exception as exc:  # PHI: any matcher failure fails closed, for good
+            self._failed = True
+            if isinstance(exc, GatewayError):
+                raise
+            raise RedactionFailed("PHI transformation of the stream failed") from exc
+        cut = _settle(cut, extents)
+        out = _apply(text, pos, cut, edits)
+        self._ctx = text[max(cut - 1, 0) : cut]
+        self._buf = text[cut:]
+        return out
+
+    @property
+    def held(self) -> int:
+        """Characters received but not yet emitted."""
+        return len(self._buf)
+
+
+def _settle(cut: int, extents: list[tuple[int, int]]) -> int:
+    """Move ``cut`` back until no extent strictly contains it."""
+    moved = True
+    while moved:
+        moved = False
+        for start, end in extents:
+            if start < cut < end:
+                cut, moved = start, True
+    return cut
+
+
+def _apply(text: str, pos: int, cut: int, edits: list[Edit]) -> str:
+    out: list[str] = []
+    last = pos
+    for start, end, replacement in sorted(edits, key=lambda e: (e[0], -e[1])):
+        if start < last or end > cut:
+            continue
+        out.append(text[last:start])
+        out.append(replacement())
+        last = end
+    out.append(text[last:cut])
+    return "".join(out)
+
+
+# --- re-identification ----------------------------------------------------------------------
+
+_MARK = r"[\s*`_]"
+_SEP = rep(r"[\s_*`\-\x{2010}\x{2011}]", 0, 3)
+
+
+def _category_node(category: Category) -> Seq:
+    parts = category.value.split("_")
+    items: list[Node] = [Lit(parts[0], ci=True)]
+    for part in parts[1:]:
+        items += [rep(r"[\s_\-\x{2010}\x{2011}]", 0, 2), Lit(part, ci=True)]
+    return seq(*items)
+
+
+_PLACEHOLDER = seq(
+    alt(seq("[", rep(_MARK, 0, 3)), B),
+    Lit("PHI", ci=True),
+    _SEP,
+    Group("cat", alt(*(_category_node(c) for c in Category))),
+    _SEP,
+    Group("num", rep(r"\d", 1, 6)),
+    alt(seq(rep(_MARK, 0, 3), "]"), B),
+)
+_CANONICAL = {c.value.replace("_", ""): c.value for c in Category}
+
+
+class Reidentifier(_SafeCut):
+    """Issued placeholders (also mutated) -> originals; holds only a possible placeholder prefix."""
+
+    __slots__ = ("_originals",)
+
+    _full = Pattern(_PLACEHOLDER.full(), max_mem=16 << 20)
+    _prefix = Pattern(_PLACEHOLDER.prefix(), capture=False, max_mem=16 << 20)
+    _cat = _full.groupindex["cat"]
+    _num = _full.groupindex["num"]
+    max_hold = _PLACEHOLDER.max_len()
+
+    def __init__(self, originals: Mapping[str, str]) -> None:
+        super().__init__()
+        self._originals = dict(originals)
+
+    def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
+        extents: list[tuple[int, int]] = []
+        edits: list[Edit] = []
+        for spans in self._full.finditer(text, pos):
+            start, end = spans[0]
+            extents.append((start, end))
+            cat_start, cat_end = spans[self._cat]
+            num_start, num_end = spans[self._num]
+            cat = "".join(ch for ch in text[cat_start:cat_end].upper() if ch.isalnum())
+            canonical = f"[PHI_{_CANONICAL.get(cat, cat)}_{int(text[num_start:num_end])}]"
+            original = self._originals.get(canonical)
+            if original is not None:
+                edits.append((start, end, functools.partial(str, original)))
+        return extents, edits
+
+    def _hold(self, text: str, pos: int) -> int:
+        return self._prefix.earliest_full(text, max(pos, len(text) - self.max_hold))
+
+
+# --- masking --------------------------------------------------------------------------------
+
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+MIN_ECHO_CHARS = 3
+"""Originals shorter than this are not matched as echoes (too many false hits)."""
+
+
+def _fold(text: str) -> str:
+    """ASCII case folding; keeps every index (unlike ``str.lower`` on some non-ASCII)."""
+    return text.translate(_LOWER)
+
+
+class Masker(_SafeCut):
+    """Generated PHI and echoes of originals -> placeholders (issued through ``book``)."""
+
+    __slots__ = ("_book", "_detector", "_echo", "_echo_first", "_echo_len")
+
+    def __init__(self, detector: Detector, book: PlaceholderBook) -> None:
+        super().__init__()
+        self._detector = detector
+        self._book = book
+        self._echo = ahocorasick.Automaton()
+        self._echo_len = 0
+        self._echo_first: set[str] = set()
+        for placeholder, original in book.originals.items():
+            key = _fold(original)
+            if len(key) >= MIN_ECHO_CHARS and key not in self._echo:
+                self._echo.add_word(key, (len(key), placeholder))
+                self._echo_len = max(self._echo_len, len(key))
+                self._echo_first.add(key[0])
+        if self._echo_len:
+            self._echo.make_automaton()
+
+    @property
+    def max_hold(self) -> int:
+        """Upper bound on the characters held back."""
+        return max(self._detector.max_hold, self._echo_len)
+
+    def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
+        extents: list[tuple[int, int]] = []
+        edits: list[Edit] = []
+        for cand in self._detector.candidates(text, pos):
+            extents.append((cand.start, cand.end))
+            for span in cand.spans:
+                value = text[span.start : span.end]
+                issue = functools.partial(self._book.placeholder, span.category, value)
+                edits.append((span.start, span.end, issue))
+        if self._echo_len:
+            # PHI: echoes match anywhere, word boundaries or not: a leak costs more than masking
+            # an original inside a longer word.
+            for last, (length, placeholder) in self._echo.iter(_fold(text), pos):
+                start, end = last + 1 - length, last + 1
+                if (
+                    start < pos
+                ):  # pragma: no cover - began in emitted context; the hold rule forbids it
+                    continue
+                extents.append((start, end))
+                edits.append((start, end, functools.partial(str, placeholder)))
+        return extents, edits
+
+    def _hold(self, text: str, pos: int) -> int:
+        hold = self._detector.hold_from(text, pos)
+        if self._echo_len:
+            folded = _fold(text)
+            for start in range(max(pos, len(text) - self._echo_len + 1), hold):
+                if folded[start] in self._echo_first and self._echo.match(folded[start:]):
+                    return start
+        return hold
+
+
+def reidentify_text(text: str, originals: Mapping[str, str]) -> str:
+    """Whole-text re-identification (the reference for the streamed result)."""
+    t = Reidentifier(originals)
+    return t.feed(text) + t.flush()
+
+
+def mask_text(text: str, detector: Detector, book: PlaceholderBook) -> str:
+    """Whole-text masking (the reference for the streamed result)."""
+    t = Masker(detector, book)
+    return t.feed(text) + t.flush()
+
+
+#: Fictional values only (555 numbers, example domains, documented test and sample numbers).
+WARM_UP_TEXT = (
+    "Patient Jane Q. Doe (MRN: A1234567, DOB 01/02/1934) was seen by Dr. John Roe on March 3rd, "
+    "2021 and 2021-07-14. Call (212) 555-0199, +1 415-555-0123, fax: 212-555-0100 or email "
+    "jane.doe@example.org, https://portal.example.org/p/1?a=b www.example.com 192.168.0.1 "
+    "2001:db8::1. SSN 123-45-6789, member ID ABC123456789, Medicare 1EG4-TE5-MK73, card 4111 1111 "
+    "1111 1111, NPI 1234567893, DEA AB1234563, VIN 1HGCM82633A004352, license plate 7ABC123, "
+    "serial number PM-20931-X, claim # CLM-0099812. A 93-year-old woman, aged 101, lives at 123 "
+    "Main Street, Apt 4B, Springfield, IL 62704, PO Box 12, near Mercy General Hospital in "
+    "Chicago. The daughter Emily Davis and Mrs. Garcia agreed; ask [PHI_NAME_1] or phi name 2. "
+)
+
+
+def warm_up(detector: Detector, *, rounds: int = 3) -> None:
+    """Stream ``WARM_UP_TEXT`` through a masker and a re-identifier so that RE2 builds its lazily
+    constructed automaton states now, at start-up, instead of on the first requests.
+
+    Measured on unseen generated text (2-6 character chunks): masker p99 per chunk 357 us cold,
+    42 us after this call. Results never depend on it.
+    """
+    sizes = (2, 5, 3, 6, 4)
+    for _ in range(rounds):
+        masker, reidentifier = Masker(detector, PlaceholderBook()), Reidentifier({})
+        pos = i = 0
+        while pos < len(WARM_UP_TEXT):
+            chunk = WARM_UP_TEXT[pos : pos + sizes[i % len(sizes)]]
+            masker.feed(chunk)
+            reidentifier.feed(chunk)
+            pos, i = pos + len(chunk), i + 1
+        masker.flush()
+        reidentifier.flush()
