@@ -38,6 +38,16 @@ class Principal:
     """Model aliases a service key is limited to (``*`` = no limit of its own)."""
 
 
+@dataclass(slots=True, kw_only=True)
+class RequestNotes:
+    """What the stages learn while serving a request, for the usage ledger (mutable)."""
+
+    conversation_id: str | None = None
+    """The conversation the request belongs to (the PHI vault's scope); set by the PHI stage."""
+    phi_counts: dict[str, int] = field(default_factory=dict)
+    """Placeholders issued per PHI category in this request: counts only, never values."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestContext:
     """What every stage may know about the request being served."""
@@ -48,8 +58,10 @@ class RequestContext:
     principal: Principal | None = None
     """The caller; set by the auth middleware (None only on public routes)."""
     response_headers: dict[str, str] = field(default_factory=dict)
-    """Headers stages add to the response (``x-ratelimit-*``); sent when it is prepared. The one
-    mutable part of the context, shared by its copies."""
+    """Headers stages add to the response (``x-ratelimit-*``); sent when it is prepared.
+    Mutable, like ``notes``, and shared by the context's copies."""
+    notes: RequestNotes = field(default_factory=RequestNotes)
+    """Facts stages record for settlement (shared by the context's copies, like the headers)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
