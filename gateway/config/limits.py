@@ -111,6 +111,8 @@ class LimitsConfig:
         url = self.redis_url.reveal() if self.redis_url is not None else ""
         if self.store == "redis" and not url.startswith(("redis://", "rediss://", "unix://")):
             yield f"{where}.redis_url: store 'redis' needs a redis://, rediss:// or unix:// URL"
+        elif self.store == "redis" and not _parses(url):
+            yield f"{where}.redis_url: not a valid URL (host, or port as a number)"
         if self.redis_password is None:
             return
         if self.store != "redis":
@@ -118,6 +120,14 @@ class LimitsConfig:
         elif _url_password(url):
             # redis-py lets the URL's password win: two sources would hide which one is used.
             yield f"{where}.redis_password: the redis_url carries a password too; keep one"
+
+
+def _parses(url: str) -> bool:
+    try:
+        _ = urlsplit(url).port
+    except ValueError:
+        return False
+    return True
 
 
 def _url_password(url: str) -> str | None:
