@@ -76,10 +76,10 @@ def _config(url: str, password: str | None, prefix: str) -> GatewayConfig:
     return load_config(CONFIG, env)
 
 
-async def _keys(server: RedisServer, prefix: str) -> list[bytes]:
-    client = aioredis.Redis.from_url(server.url, password=PASSWORD)
+async def _keys(server: RedisServer, prefix: str) -> list[str]:
+    client = aioredis.Redis.from_url(server.url, password=PASSWORD, decode_responses=True)
     try:
-        return sorted(await client.keys(prefix + "*"))
+        return sorted(str(key) for key in await client.keys(prefix + "*"))
     finally:
         await client.aclose()
 
@@ -99,7 +99,7 @@ async def test_the_password_reaches_redis_and_admission_is_shared(
     assert not store.degraded
     assert [v.is_local for v in verdicts] == [False, False, False]
     assert [v.allowed for v in verdicts] == [True, True, False]  # burst 2, decided by Redis
-    assert await _keys(server, prefix) == [f"{prefix}t:acme:tat".encode()]
+    assert await _keys(server, prefix) == [f"{prefix}t:acme:tat"]
 
 
 @pytest.mark.parametrize("password", [None, "not-the-password"])
