@@ -1,0 +1,187 @@
+"""The ledger: a bounded in-memory queue written in batches to a ``UsageSink``, spilled to a local
+file while the sink is unreachable and replayed when it returns. Nothing is ever dropped.
+
+- ``record`` only appends to a deque (no await, so a cancelled request cannot lose its record);
+  the writer task takes batches of ``batch_size`` at least every ``batch_interval_s``.
+- A batch leaves the queue only after the sink (or the spill file, fsynced) took it.
+- While the sink fails, the queue is moved to the spill file (up to ``spill_max_bytes``) and the
+  sink is retried every ``retry_interval_s``; once it answers, spilled records (this process's and
+  those of dead processes) are replayed first. Replays may repeat records: sinks ignore repeats.
+- ``admit`` refuses new requests (503 ``LedgerFull``) only when the queue and the spill are both
+  full; requests already admitted still append (the overshoot is bounded by requests in flight).
+- ``drain`` (shutdown, after in-flight requests settled) writes what is left within its budget and
+  spills the rest, past the spill bound if need be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from itertools import islice
+from typing import Final
+
+from gateway import tasks
+from gateway.errors import LedgerFull
+from gateway.metering.records import UsageRecord
+from gateway.metering.sink import SinkUnavailable, UsageSink
+from gateway.metering.spill import Orphan, Spill
+
+WRITER_TASK: Final = "metering-writer"
+_ORPHAN_SCAN_S: Final = 10.0
+_log = logging.getLogger("gateway.metering")
+
+
+class Ledger:
+    """This process's path from settled requests to the usage sink."""
+
+    def __init__(
+        self,
+        sink: UsageSink,
+        spill: Spill,
+        *,
+        queue_size: int,
+        batch_size: int,
+        batch_interval_s: float,
+        retry_interval_s: float,
+    ) -> None:
+        self.sink = sink
+        self.spill = spill
+        self._queue: deque[UsageRecord] = deque()
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self._interval_s = batch_interval_s
+        self._retry_s = retry_interval_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._next_orphan_scan = 0.0
+        self.healthy = True
+        """Whether the last write reached the sink."""
+        self.written = 0
+        """Records the sink took (including replays), for metrics and tests."""
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a new request may be admitted (queue or spill has room)."""
+        return len(self._queue) < self._queue_size or self.spill.has_room
+
+    def admit(self) -> None:
+        """Refuse a new request when nothing could hold its record.
+
+        Raises:
+            LedgerFull: queue and spill full (503 with ``retry-after``).
+        """
+        if not self.accepting:
+            raise LedgerFull(
+                "The usage ledger is unavailable; retry shortly.", retry_after_s=self._retry_s
+            )
+
+    def record(self, record: UsageRecord) -> None:
+        """Queue ``record`` (never blocks, never drops)."""
+        self._queue.append(record)
+        if len(self._queue) >= self._batch_size:
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Open the sink and the spill file, start the writer."""
+        await self.sink.start()
+        await self.spill.open()
+        self._task = tasks.spawn(self._run(), name=WRITER_TASK)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval_s):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._stopped():
+                return
+            if not await self.flush():
+                await asyncio.sleep(self._retry_s)
+
+    def _stopped(self) -> bool:
+        return self._stopping
+
+    async def flush(self) -> bool:
+        """Replay spilled records, then write the queue; False when the sink failed (the queue
+        has then been spilled as far as the spill's bound allows)."""
+        try:
+            await self._replay()
+            while self._queue:
+                batch = list(islice(self._queue, self._batch_size))
+                await self.sink.write(batch)
+                self._taken(len(batch))
+        except SinkUnavailable as exc:
+            if self.healthy:
+                _log.warning("usage ledger unavailable (%s); spilling to %s", exc,
+                             self.spill.directory)  # fmt: skip
+            self.healthy = False
+            await self._spill_queue(force=False)
+            return False
+        if not self.healthy:
+            _log.warning("usage ledger reachable again")
+        self.healthy = True
+        return True
+
+    def _taken(self, count: int) -> None:
+        for _ in range(count):
+            self._queue.popleft()
+        self.written += count
+
+    async def _spill_queue(self, *, force: bool) -> None:
+        while self._queue:
+            batch = list(islice(self._queue, self._batch_size))
+            if not await self.spill.append(batch, force=force):
+                return  # spill full: the rest waits in memory
+            for _ in batch:
+                self._queue.popleft()
+
+    async def _replay(self) -> None:
+        if self.spill.pending:
+            size = self.spill.size
+            await self._write_all(await self.spill.read_own())
+            await self.spill.clear_own(size)
+        now = time.monotonic()
+        if now >= self._next_orphan_scan:
+            self._next_orphan_scan = now + _ORPHAN_SCAN_S
+            for path in await self.spill.orphans():
+                orphan = await asyncio.to_thread(Orphan.claim, path)
+                if orphan is None:
+                    continue
+                try:
+                    await self._write_all(orphan.records)
+                except BaseException:
+                    await asyncio.to_thread(orphan.release, replayed=False)
+                    raise
+                await asyncio.to_thread(orphan.release, replayed=True)
+                _log.info("replayed %d records from %s", len(orphan.records), path.name)
+
+    async def _write_all(self, records: Sequence[UsageRecord]) -> None:
+        for i in range(0, len(records), self._batch_size):
+            batch = records[i : i + self._batch_size]
+            await self.sink.write(batch)
+            self.written += len(batch)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Shutdown: stop the writer, write what is queued within ``timeout_s``, spill the rest,
+        close the sink and the spill."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=timeout_s)
+            await tasks.cancel_and_wait(self._task)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.flush()
+        except TimeoutError:
+            _log.warning("ledger drain budget exhausted; spilling %d records", len(self._queue))
+        await self._spill_queue(force=True)
+        await self.spill.close()
+        await self.sink.aclose()
