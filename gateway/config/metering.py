@@ -69,8 +69,9 @@ class MeteringConfig:
     """Largest spill file per worker; with it and the queue full, admission answers 503."""
     retry_interval_s: float = 1.0
     """Pause between attempts to reach an unreachable ledger."""
-    drain_timeout_s: float = 10.0
-    """At shutdown, time to write what is queued before the rest is spilled."""
+    drain_timeout_s: float = 3.0
+    """At shutdown, time to write what is queued before the rest is spilled; with
+    `server.drain_timeout_s` it must fit the container's stop timeout (Fargate: 30 s)."""
 
     def check(self, where: str) -> Iterator[str]:
         """Problems beyond the field types."""

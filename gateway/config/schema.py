@@ -197,7 +197,7 @@ class ModelConfig:
     """Endpoint settings; required when the upstream is of kind `sagemaker`, refused otherwise."""
     provider: str = ""
     """Provider shown in usage records and reports (e.g. `bedrock`); default: the upstream's
-    kind."""
+    name."""
     pricing: PricingConfig = field(default_factory=PricingConfig)
     """Price per million input/output tokens and markup (default: free)."""
 

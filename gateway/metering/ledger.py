@@ -22,10 +22,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
+from pathlib import Path
 from typing import Final
 
 from gateway import tasks
+from gateway.config import MeteringConfig
 from gateway.errors import LedgerFull
+from gateway.metering.file_sink import FileSink
+from gateway.metering.postgres import PostgresSink
 from gateway.metering.records import UsageRecord
 from gateway.metering.sink import SinkUnavailable, UsageSink
 from gateway.metering.spill import Orphan, Spill
@@ -173,9 +177,7 @@ class Ledger:
         """Shutdown: stop the writer, write what is queued within ``timeout_s``, spill the rest,
         close the sink and the spill."""
         self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.wait([self._task], timeout=timeout_s)
+        if self._task is not None:  # safe at any await: a batch leaves the queue once stored
             await tasks.cancel_and_wait(self._task)
         try:
             async with asyncio.timeout(timeout_s):
@@ -185,3 +187,29 @@ class Ledger:
         await self._spill_queue(force=True)
         await self.spill.close()
         await self.sink.aclose()
+
+
+def open_sink(config: MeteringConfig) -> UsageSink:
+    """The sink ``[metering]`` configures (not started)."""
+    if config.sink == "postgres" and config.postgres_dsn is not None:
+        return PostgresSink(
+            config.postgres_dsn.reveal(),
+            pool_size=config.pool_size,
+            command_timeout_s=config.command_timeout_s,
+            statement_cache=config.statement_cache,
+        )
+    return FileSink(Path(config.path).expanduser())
+
+
+def open_ledger(config: MeteringConfig) -> Ledger | None:
+    """This worker's ledger (None when metering is off); ``start`` it in the event loop."""
+    if not config.enabled:
+        return None
+    return Ledger(
+        open_sink(config),
+        Spill(Path(config.spill_dir).expanduser(), config.spill_max_bytes),
+        queue_size=config.queue_size,
+        batch_size=config.batch_size,
+        batch_interval_s=config.batch_interval_s,
+        retry_interval_s=config.retry_interval_s,
+    )
