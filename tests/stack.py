@@ -184,18 +184,22 @@ class Stack:
 
     def usage(self, background: BackgroundLoop) -> list[UsageRecord]:
         """Every usage record so far (the queue flushed first)."""
-        ledger = self.ledger
+        return background.run(_read_usage(self.ledger))
 
-        async def read() -> list[UsageRecord]:
-            await ledger.flush()
-            return await ledger.sink.records(EVERYTHING)
-
-        return background.run(read())
+    async def usage_async(self, background: BackgroundLoop) -> list[UsageRecord]:
+        """``usage`` from a test's own event loop."""
+        future = asyncio.run_coroutine_threadsafe(_read_usage(self.ledger), background.loop)
+        return await asyncio.wrap_future(future)
 
     @property
     def limiter(self) -> Limiter:
         """The gateway's limiter (its store lives on the background loop)."""
         return self.runners[0].app[LIMITER]
+
+
+async def _read_usage(ledger: Ledger) -> list[UsageRecord]:
+    await ledger.flush()
+    return await ledger.sink.records(EVERYTHING)
 
 
 async def serve_post(path: str, handler: Handler) -> tuple[web.AppRunner, int]:
