@@ -22,8 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from tests.redis_server import free_port
 
@@ -83,7 +86,14 @@ class PostgresServer:
         args = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
                 "-h", "127.0.0.1", "-k", str(self.folder), "-c", "max_connections=200"]  # fmt: skip
         if not self.fsync:
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            args += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         log = (self.folder / "postgres.log").open("ab")
         self.proc = subprocess.Popen(
             args, stdout=log, stderr=log, cwd=self.folder, start_new_session=True, **self._as
@@ -120,6 +130,18 @@ class PostgresServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def fresh_database(admin_dsn: str) -> str:
+    """Create an empty database on the server of ``admin_dsn``; its DSN."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, query = admin_dsn.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
 
 
 def wait_closed(port: int, timeout_s: float = 5.0) -> None:

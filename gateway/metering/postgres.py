@@ -47,6 +47,9 @@ ORDER BY started_at, request_id"""  # noqa: S608 -- constant column list
 _VERSIONS: Final = f"SELECT version FROM {VERSION_TABLE}"  # noqa: S608 -- a constant name
 #: What "PostgreSQL is unreachable, retry later" looks like to asyncpg.
 _UNAVAILABLE: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+PostgresError = asyncpg.PostgresError
+"""What the database raises when it refuses a statement (for callers that must not import
+asyncpg)."""
 
 
 class PostgresSink:

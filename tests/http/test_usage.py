@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import openai
 import orjson
+from openai.types.chat import ChatCompletionMessageParam
 import pytest
 
 from gateway.config import Secret
@@ -22,6 +23,7 @@ from tests.redis_server import free_port
 from tests.stack import BackgroundLoop, Stack
 
 TEXT = "one two three"
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 PROMPT_TOKENS = 8  # the fake counts len(json(messages)) // 4: 32 // 4 for HI
 COMPLETION_TOKENS = 3  # one per word
 # test-chat: 2.5 per million input, 10 per million output, markup 0.25
@@ -77,10 +79,10 @@ def test_sdk_stream_and_completion_are_recorded_once_each(
     text_stack: Stack, background: BackgroundLoop
 ) -> None:
     client = openai.OpenAI(base_url=text_stack.v1, api_key=text_stack.api_key, max_retries=0)
-    streamed = client.chat.completions.create(model="test-chat", messages=HI, stream=True)  # type: ignore[arg-type]
+    streamed = client.chat.completions.create(model="test-chat", messages=MESSAGES, stream=True)
     text = "".join(e.choices[0].delta.content or "" for e in streamed)
     assert text == TEXT
-    reply = client.chat.completions.create(model="test-chat", messages=HI)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model="test-chat", messages=MESSAGES)
     assert reply.usage is not None
     records = text_stack.usage(background)
     by_stream = {r.stream: r for r in records}
@@ -101,7 +103,7 @@ def test_embeddings_are_recorded(stack: Stack, background: BackgroundLoop) -> No
         "completed",
         8,
     )
-    assert (record.cost, record.billed) == (0, 0)  # test-embed has no price
+    assert (record.cost, record.billed) == (Decimal(0), Decimal(0))  # test-embed is free
 
 
 async def test_upstream_refusal_is_recorded_with_zero_tokens(

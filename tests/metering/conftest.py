@@ -3,42 +3,15 @@ both sinks behind one parametrised fixture."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from gateway.metering.file_sink import FileSink
 from gateway.metering.postgres import PostgresSink, migrate
 from gateway.metering.sink import UsageSink
-from tests.postgres_server import ENV_DSN, PostgresServer
-
-
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """The suite's PostgreSQL (``scripts/test`` starts it), else one started for the session."""
-    dsn = os.environ.get(ENV_DSN)
-    if dsn:
-        yield dsn
-        return
-    server = PostgresServer().start()
-    yield server.dsn()
-    server.close()
-
-
-async def fresh_database(admin_dsn: str) -> str:
-    """Create an empty database on the server of ``admin_dsn``; its DSN."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base, _, query = admin_dsn.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+from tests.postgres_server import fresh_database
 
 
 @pytest.fixture

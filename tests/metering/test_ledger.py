@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.errors import LedgerFull
 from gateway.metering.ledger import Ledger
 from gateway.metering.postgres import PostgresSink, migrate
 from gateway.metering.sink import UsageQuery
@@ -44,10 +45,16 @@ async def ledger(own_server: PostgresServer, tmp_path: Path) -> AsyncIterator[Le
     await opened.drain(1.0)
 
 
-async def _until(condition: object, timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
+async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    for _ in range(round(timeout_s / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def _spills(folder: Path) -> list[Path]:
+    return await asyncio.to_thread(lambda: list(folder.glob("spill-*.jsonl")))
 
 
 async def test_outage_spills_and_replays_exactly_once(
@@ -86,7 +93,7 @@ async def test_full_queue_and_spill_refuse_admission_but_keep_records(
         ledger.record(r)
     await _until(lambda: not ledger.healthy)
     assert not ledger.accepting
-    with pytest.raises(Exception, match="usage ledger is unavailable") as info:
+    with pytest.raises(LedgerFull, match="usage ledger is unavailable") as info:
         ledger.admit()
     assert info.value.headers()["retry-after"] == "1"
     await asyncio.to_thread(own_server.start)
@@ -110,7 +117,7 @@ async def test_shutdown_during_an_outage_spills_and_the_next_worker_replays(
         first.record(r)
     await first.drain(0.5)  # PostgreSQL down: everything goes to the spill file
     assert len(first) == 0
-    assert len(list(tmp_path.glob("spill-*.jsonl"))) == 1
+    assert len(await _spills(tmp_path)) == 1
     await asyncio.to_thread(own_server.start)
     second = _ledger(dsn, tmp_path)
     await second.start()
@@ -118,7 +125,7 @@ async def test_shutdown_during_an_outage_spills_and_the_next_worker_replays(
     rows = await second.sink.records(ALL)
     assert sorted(r.request_id for r in rows) == sorted(r.request_id for r in records)
     await second.drain(1.0)
-    assert list(tmp_path.glob("spill-*.jsonl")) == []  # adopted file removed, own empty one too
+    assert await _spills(tmp_path) == []  # adopted file removed, own empty one too
 
 
 async def test_a_torn_last_spill_line_is_skipped(tmp_path: Path) -> None:
@@ -126,9 +133,9 @@ async def test_a_torn_last_spill_line_is_skipped(tmp_path: Path) -> None:
     await spill.open()
     good = record()
     assert await spill.append([good])
-    own = next(tmp_path.glob("spill-*.jsonl"))
+    [own] = await _spills(tmp_path)
     await asyncio.to_thread(_append_bytes, own, b'{"request_id": "req_torn", "tena')
-    spill.size = own.stat().st_size
+    spill.size = (await asyncio.to_thread(own.stat)).st_size
     assert [r.request_id for r in await spill.read_own()] == [good.request_id]
     await spill.close()
 
