@@ -12,13 +12,13 @@ from typing import Any
 import aiohttp
 import openai
 import orjson
-from openai.types.chat import ChatCompletionMessageParam
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.config import Secret
 from gateway.demo import Behaviour
 from tests.http.conftest import read_error
-from tests.http.sse import CHAT, HI, STREAM_BODY, chunk_of, data_events, poll, split_events
+from tests.http.sse import CHAT, STREAM_BODY, chunk_of, data_events, poll, split_events
 from tests.redis_server import free_port
 from tests.stack import BackgroundLoop, Stack
 
