@@ -81,19 +81,32 @@ class UsageMeter:
 
 
 def strip_usage(batch: list[Chunk]) -> list[Chunk]:
-    """``batch`` as a client that did not ask for usage would see it: no usage-only chunk
-    (``choices: []``), no ``usage`` field (re-serialised only when the bytes mention it)."""
+    """``batch`` as a client that did not ask for usage would see it: no usage-only chunk, no
+    ``usage`` field (re-serialised only when the bytes mention it). Usage-only: ``choices: []``
+    (OpenAI), or, as LiteLLM 1.102 sends it, choices with an empty delta and no finish reason."""
     out: list[Chunk] = []
     for chunk in batch:
         if _USAGE_KEY not in chunk.raw:
             out.append(chunk)
             continue
         obj = dict(chunk.obj)
-        obj.pop("usage", None)
-        if obj.get("choices") == []:
+        usage = obj.pop("usage", None)
+        if isinstance(usage, dict) and _carries_nothing(obj.get("choices")):
             continue
         out.append(Chunk(obj=obj))
     return out
+
+
+def _carries_nothing(choices: object) -> bool:
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") is not None:
+            return False
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(v not in (None, "", []) for v in delta.values()):
+            return False
+    return True
 
 
 def with_usage_requested(body: JSONObject) -> JSONObject:
