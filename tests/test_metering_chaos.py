@@ -158,8 +158,10 @@ async def _traffic(
             if started == OUTAGE_AT:
                 outage = asyncio.create_task(outage_window())
             if started == SIGTERM_AT:
-                victim = workers_of.children()[0]
-                victim.send_signal(signal.SIGTERM)
+                workers = [
+                    p for p in workers_of.children() if "spawn_main" in " ".join(p.cmdline())
+                ]
+                workers[0].send_signal(signal.SIGTERM)
             pending.append(asyncio.create_task(one(i)))
             await asyncio.sleep(0)
         await asyncio.gather(*pending)
@@ -193,7 +195,10 @@ async def test_chaos_ledger_holds_exactly_one_row_per_upstream_request(
     try:
         port = await asyncio.to_thread(_wait_listening, proc)
         done = await _traffic(port, psutil.Process(proc.pid), postgres)
-        reached = {headers["x-request-id"]: body for headers, body in list(fake_server.requests)}
+        reached = {
+            {k.lower(): v for k, v in headers.items()}["x-request-id"]: body
+            for headers, body in list(fake_server.requests)
+        }
         rows = await _rows(dsn, len(reached))
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0
@@ -221,5 +226,9 @@ async def test_chaos_ledger_holds_exactly_one_row_per_upstream_request(
         actual_in += row["input_tokens"]
         actual_out += row["output_tokens"]
     assert (actual_in, actual_out) == (expected_in, expected_out)
+    log = (tmp_path / "gateway.log").read_text()
+    assert "usage ledger unavailable" in log  # the outage really hit the ledger
+    assert "reachable again" in log
+    assert "restarting" in log  # the SIGTERMed worker was replaced
     spilled = orjson.loads(orjson.dumps(sorted(p.name for p in (tmp_path / "spill").glob("*"))))
     assert spilled == []  # every spill file was replayed and removed
