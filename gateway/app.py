@@ -57,7 +57,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     )
     registry = UpstreamRegistry(config)
     limiter = Limiter(config, open_store(config, services.metrics))
-    ledger = open_ledger(config.metering)
+    ledger = open_ledger(config.metering, services.metrics)
     app[CONFIG] = config
     app[METRICS] = services.metrics
     app[IN_FLIGHT] = InFlight()

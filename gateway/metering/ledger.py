@@ -33,6 +33,7 @@ from gateway.metering.postgres import PostgresSink
 from gateway.metering.records import UsageRecord
 from gateway.metering.sink import SinkUnavailable, UsageSink
 from gateway.metering.spill import Orphan, Spill
+from gateway.telemetry import Metrics
 
 WRITER_TASK: Final = "metering-writer"
 _ORPHAN_SCAN_S: Final = 10.0
@@ -42,7 +43,7 @@ _log = logging.getLogger("gateway.metering")
 class Ledger:
     """This process's path from settled requests to the usage sink."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- the [metering] tuning knobs, by keyword
         self,
         sink: UsageSink,
         spill: Spill,
@@ -51,8 +52,10 @@ class Ledger:
         batch_size: int,
         batch_interval_s: float,
         retry_interval_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sink = sink
+        self._metrics = metrics or Metrics()
         self.spill = spill
         self._queue: deque[UsageRecord] = deque()
         self._queue_size = queue_size
@@ -90,6 +93,7 @@ class Ledger:
     def record(self, record: UsageRecord) -> None:
         """Queue ``record`` (never blocks, never drops)."""
         self._queue.append(record)
+        self._metrics.usage_records.inc((record.outcome,))
         if len(self._queue) >= self._batch_size:
             self._wake.set()
 
@@ -107,7 +111,10 @@ class Ledger:
             self._wake.clear()
             if self._stopped():
                 return
-            if not await self.flush():
+            healthy = await self.flush()
+            self._metrics.ledger_queued.set(len(self._queue))
+            self._metrics.ledger_degraded.set(0 if healthy else 1)
+            if not healthy:
                 await asyncio.sleep(self._retry_s)
 
     def _stopped(self) -> bool:
@@ -144,6 +151,7 @@ class Ledger:
             batch = list(islice(self._queue, self._batch_size))
             if not await self.spill.append(batch, force=force):
                 return  # spill full: the rest waits in memory
+            self._metrics.ledger_spilled.inc(amount=len(batch))
             for _ in batch:
                 self._queue.popleft()
 
@@ -201,7 +209,7 @@ def open_sink(config: MeteringConfig) -> UsageSink:
     return FileSink(Path(config.path).expanduser())
 
 
-def open_ledger(config: MeteringConfig) -> Ledger | None:
+def open_ledger(config: MeteringConfig, metrics: Metrics | None = None) -> Ledger | None:
     """This worker's ledger (None when metering is off); ``start`` it in the event loop."""
     if not config.enabled:
         return None
@@ -212,4 +220,5 @@ def open_ledger(config: MeteringConfig) -> Ledger | None:
         batch_size=config.batch_size,
         batch_interval_s=config.batch_interval_s,
         retry_interval_s=config.retry_interval_s,
+        metrics=metrics,
     )

@@ -201,3 +201,21 @@ async def test_same_record_is_not_duplicated_by_a_replayed_flush(
     ledger.record(record)  # a replay of the same request id
     assert [r.request_id for r in await text_stack.usage_async(background)] == [record.request_id]
     assert orjson.loads(orjson.dumps(record.to_json()))["request_id"] == record.request_id
+
+
+async def test_metrics_count_records_and_show_a_degraded_ledger(
+    make_stack: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = make_stack(metering={
+        "sink": "postgres", "postgres_dsn": _closed_dsn(), "retry_interval_s": 0.05,
+        "command_timeout_s": 0.5,
+    })  # fmt: skip
+    async with http.post(stack.url + CHAT, json={**STREAM_BODY, "stream": False}) as response:
+        assert response.status == 200
+    assert await poll(lambda: stack.metrics.ledger_degraded.values.get(()) == 1.0, 3.0)
+    assert stack.metrics.usage_records.values == {("completed",): 1.0}
+    assert stack.metrics.ledger_spilled.values == {(): 1.0}  # in the spill file, not lost
+    async with http.get(stack.url + "/metrics") as response:
+        text = await response.text()
+    assert "gateway_ledger_degraded 1" in text
+    assert 'gateway_usage_records_total{outcome="completed"} 1' in text
