@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -142,17 +141,6 @@ async def fresh_database(admin_dsn: str) -> str:
         await conn.close()
     base, _, query = admin_dsn.partition("?")
     return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-
-
-def wait_closed(port: int, timeout_s: float = 5.0) -> None:
-    """Block until nothing listens on ``port``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            return
-        time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -133,13 +133,19 @@ class Ledger:
             if self.healthy:
                 _log.warning("usage ledger unavailable (%s); spilling to %s", exc,
                              self.spill.directory)  # fmt: skip
-            self.healthy = False
-            await self._spill_queue(force=False)
-            return False
+            return await self._failed()
+        except Exception:  # noqa: BLE001 -- the writer must outlive any sink bug: keep records, retry
+            _log.exception("usage ledger write failed; spilling to %s", self.spill.directory)
+            return await self._failed()
         if not self.healthy:
             _log.warning("usage ledger reachable again")
         self.healthy = True
         return True
+
+    async def _failed(self) -> bool:
+        self.healthy = False
+        await self._spill_queue(force=False)
+        return False
 
     def _taken(self, count: int) -> None:
         for _ in range(count):

@@ -8,7 +8,6 @@ every failure to reach it becomes ``SinkUnavailable`` for the ledger to spill an
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -46,7 +45,13 @@ WHERE ($1::text IS NULL OR tenant_id = $1) AND started_at >= $2 AND started_at <
 ORDER BY started_at, request_id"""  # noqa: S608 -- constant column list
 _VERSIONS: Final = f"SELECT version FROM {VERSION_TABLE}"  # noqa: S608 -- a constant name
 #: What "PostgreSQL is unreachable, retry later" looks like to asyncpg.
-_UNAVAILABLE: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_UNAVAILABLE: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. the server shut down mid-statement (seen in the chaos test)
+)
 PostgresError = asyncpg.PostgresError
 """What the database raises when it refuses a statement (for callers that must not import
 asyncpg)."""
@@ -213,8 +218,3 @@ def _password(dsn: str) -> str:
     """The DSN's password ("" without one), passed explicitly: otherwise asyncpg looks for
     ``~/.pgpass`` with blocking file calls on every new connection. Put the password in the DSN."""
     return unquote(urlsplit(dsn).password or "")
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    """``value`` as an aware UTC datetime (asyncpg returns timestamptz in UTC already)."""
-    return value.astimezone(dt.UTC)

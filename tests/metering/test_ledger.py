@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import LedgerFull
+from gateway.metering.file_sink import FileSink
 from gateway.metering.ledger import Ledger
 from gateway.metering.postgres import PostgresSink, migrate
+from gateway.metering.records import UsageRecord
 from gateway.metering.sink import UsageQuery
 from gateway.metering.spill import Spill
 from tests.metering.factory import record
@@ -143,3 +145,29 @@ async def test_a_torn_last_spill_line_is_skipped(tmp_path: Path) -> None:
 def _append_bytes(path: Path, data: bytes) -> None:
     with path.open("ab") as handle:
         handle.write(data)
+
+
+class _BrokenSink(FileSink):
+    """A sink whose writes raise something no sink should (a driver bug) until ``fixed``."""
+
+    fixed = False
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        if not self.fixed:
+            raise RuntimeError("driver in a bad state")
+        await super().write(records)
+
+
+async def test_the_writer_survives_an_unexpected_sink_error(tmp_path: Path) -> None:
+    sink = _BrokenSink(tmp_path / "usage.jsonl")
+    ledger = Ledger(sink, Spill(tmp_path / "spill", 1 << 20), queue_size=100, batch_size=10,
+                    batch_interval_s=0.02, retry_interval_s=0.05)  # fmt: skip
+    await ledger.start()
+    kept = [record() for _ in range(5)]
+    for r in kept:
+        ledger.record(r)
+    await _until(lambda: not ledger.healthy and ledger.spill.pending)
+    sink.fixed = True
+    await _until(lambda: ledger.healthy and not ledger.spill.pending)
+    assert {r.request_id for r in await sink.records(ALL)} == {r.request_id for r in kept}
+    await ledger.drain(1.0)
