@@ -15,6 +15,7 @@ from gateway.keys import (
     AUTHENTICATOR,
     CONFIG,
     IN_FLIGHT,
+    LEDGER,
     LIMITER,
     METRICS,
     PIPELINE,
@@ -22,6 +23,7 @@ from gateway.keys import (
     SNAPSHOTS,
 )
 from gateway.limits.limiter import Limiter, open_store
+from gateway.metering.ledger import open_ledger
 from gateway.middleware import build_middlewares, install_response_hooks
 from gateway.pipeline import Pipeline
 from gateway.routes import PUBLIC_PATHS, add_routes
@@ -55,6 +57,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     )
     registry = UpstreamRegistry(config)
     limiter = Limiter(config, open_store(config, services.metrics))
+    ledger = open_ledger(config.metering, services.metrics)
     app[CONFIG] = config
     app[METRICS] = services.metrics
     app[IN_FLIGHT] = InFlight()
@@ -63,8 +66,10 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     app[LIMITER] = limiter
     # Without any limit the pipeline skips admission and settlement altogether.
     app[PIPELINE] = Pipeline(
-        registry, policy, services.metrics, limiter if limiter.rules.enabled else None
+        registry, policy, services.metrics, limiter if limiter.rules.enabled else None, ledger
     )
+    if ledger is not None:
+        app[LEDGER] = ledger
     if services.snapshots is not None:
         app[SNAPSHOTS] = services.snapshots
     install_response_hooks(app, config)
@@ -72,6 +77,8 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     app.cleanup_ctx.append(lifecycle.service(registry))
     app.cleanup_ctx.append(lifecycle.service(authenticator))
     app.cleanup_ctx.append(lifecycle.limit_store(limiter))
+    if ledger is not None:
+        app.cleanup_ctx.append(lifecycle.usage_ledger(ledger, config.metering.drain_timeout_s))
     app.cleanup_ctx.append(lifecycle.metrics_snapshots)
     app.on_shutdown.append(lifecycle.drain)
     return app

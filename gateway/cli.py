@@ -1,4 +1,5 @@
-"""Command line: ``serve``, ``demo``, ``check-config``, ``token`` (dev issuer), ``key`` (API keys).
+"""Command line: ``serve``, ``demo``, ``check-config``, ``token`` (dev issuer), ``key`` (API keys),
+``migrate`` (the usage ledger's schema), ``usage`` (usage report).
 
 Exit statuses: 0 success, 1 runtime failure, 2 usage error, 3 invalid configuration.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import multiprocessing
 import signal
 import sys
@@ -29,8 +31,13 @@ from gateway.config import (
 )
 from gateway.demo import JWKS_PATH, Behaviour, FakeOpenAI, start_fake
 from gateway.errors import ConfigError
+from gateway.metering.ledger import open_sink
+from gateway.metering.postgres import PostgresError, migrate
+from gateway.metering.report import usage_report
+from gateway.metering.sink import UsageQuery
 from gateway.server import serve, worker_count
 from gateway.telemetry import configure_logging
+from gateway.wire import dumps
 
 EXIT_USAGE: Final = 2
 EXIT_CONFIG: Final = 3
@@ -55,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    return _run(args, path, config)
+
+
+def _run(args: argparse.Namespace, path: str, config: GatewayConfig) -> int:
     match args.command:
         case "check-config":
             return _check_config(path, config)
@@ -66,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(config)
         case "token":
             return _token(config, args)
+        case "migrate":
+            return _migrate(config)
+        case "usage":
+            return _usage(config, args)
     return EXIT_USAGE
 
 
@@ -90,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--group", action="append", default=[], help="cognito:groups (repeat)")
     token.add_argument("--token-use", choices=("access", "id"), default="access")
     token.add_argument("--lifetime", type=int, default=3600, help="seconds (default: 3600)")
+    sub.add_parser("migrate", help="create or upgrade the usage ledger's PostgreSQL schema")
+    sub.choices["migrate"].add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
+    usage = sub.add_parser("usage", help="print a usage report (JSON) from the ledger")
+    usage.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG)")
+    usage.add_argument("--tenant", help="one tenant (default: every tenant)")
+    usage.add_argument("--start", type=dt.date.fromisoformat, help="YYYY-MM-DD (default: 1st)")
+    usage.add_argument("--end", type=dt.date.fromisoformat, help="YYYY-MM-DD (default: today)")
     key = sub.add_parser("key", help="create a service API key and print its config entry")
     key.add_argument("--name", required=True, help="the key's name in [api_keys]")
     key.add_argument("--tenant", required=True)
@@ -136,6 +158,47 @@ def _key(args: argparse.Namespace) -> int:
 sha256 = "{digest}"
 tenant = "{args.tenant}"
 {app}""")  # fmt: skip
+    return 0
+
+
+def _migrate(config: GatewayConfig) -> int:
+    metering = config.metering
+    if metering.sink != "postgres" or metering.postgres_dsn is None:
+        print("migrate: the file ledger needs no migration (metering.sink is 'file')")
+        return 0
+    try:
+        applied = asyncio.run(migrate(metering.postgres_dsn.reveal()))
+    except (OSError, TimeoutError, PostgresError) as exc:
+        print(f"migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if applied:
+        print(f"migrate: applied {', '.join(str(v) for v in applied)}")
+    else:
+        print("migrate: the schema is up to date")
+    return 0
+
+
+def _usage(config: GatewayConfig, args: argparse.Namespace) -> int:
+    today = dt.datetime.now(dt.UTC).date()
+    query = UsageQuery(args.tenant, args.start or today.replace(day=1), args.end or today)
+    if query.end < query.start:
+        print("usage: --end is before --start", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def run() -> dict[str, Any]:
+        sink = open_sink(config.metering)
+        await sink.start()
+        try:
+            return usage_report(query, await sink.totals(query))
+        finally:
+            await sink.aclose()
+
+    try:
+        report = asyncio.run(run())
+    except (OSError, TimeoutError, PostgresError) as exc:
+        print(f"usage: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(dumps(report).decode())
     return 0
 
 

@@ -18,6 +18,7 @@ GatewayError                    500 api_error
 │   ├── UpstreamTimeout         504 timeout                 phase: connect|first_byte|idle|total
 │   └── UpstreamProtocolError   502 api_error               malformed SSE / body
 ├── ServerShuttingDown          503 server_shutdown         x-should-retry: true
+├── LedgerFull                  503 api_error               ledger queue and spill full
 └── RedactionFailed             500 api_error               PHI fail-closed
 ConfigError                     start-up only, never rendered over HTTP
 ```
@@ -202,6 +203,14 @@ class UpstreamProtocolError(UpstreamError):
 class ServerShuttingDown(GatewayError):
     status = 503
     type = "server_shutdown"
+    should_retry = True
+
+
+class LedgerFull(GatewayError):
+    """The usage ledger is unreachable and its local buffers are full: new requests wait."""
+
+    status = 503
+    default_code = "usage_ledger_unavailable"
     should_retry = True
 
 

@@ -9,6 +9,7 @@ from gateway.auth.policy import AccessPolicy
 from gateway.config import GatewayConfig
 from gateway.context import RequestContext
 from gateway.limits.limiter import Limiter
+from gateway.metering.ledger import Ledger
 from gateway.pipeline import Pipeline
 from gateway.tasks import InFlight
 from gateway.telemetry import Metrics, SnapshotDir
@@ -21,5 +22,6 @@ IN_FLIGHT = web.AppKey("in_flight", InFlight)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 POLICY = web.AppKey("policy", AccessPolicy)
 LIMITER = web.AppKey("limiter", Limiter)
+LEDGER = web.AppKey("ledger", Ledger)
 
 REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

@@ -1,12 +1,13 @@
 """Start-up and shutdown of one worker's resources, in order.
 
 Start: upstream clients -> authentication (dev key, JWKS warm-up and refreshes) -> limit store ->
-metrics snapshot writer (multi-worker only).
+usage ledger -> metrics snapshot writer (multi-worker only).
 Shutdown (``on_shutdown`` runs after aiohttp stopped accepting and closed idle connections):
 readiness off and drain in-flight requests within ``server.drain_timeout_s`` (streams still open
-then end with a ``server_shutdown`` event) -> stop the snapshot writer -> close the limit store
-(after the drain, so the last settlements still reach it) -> stop JWKS refreshes -> close upstream
-clients.
+then end with a ``server_shutdown`` event; every request is settled as it ends) -> stop the
+snapshot writer -> flush the usage ledger within ``metering.drain_timeout_s`` (the rest to the
+spill file), then close its pool -> close the limit store (after the drain, so the last
+settlements still reach it) -> stop JWKS refreshes -> close upstream clients.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import web
 from gateway import tasks
 from gateway.keys import CONFIG, IN_FLIGHT, METRICS, SNAPSHOTS
 from gateway.limits.limiter import Limiter
+from gateway.metering.ledger import Ledger
 from gateway.telemetry import Metrics, SnapshotDir
 
 _SNAPSHOT_INTERVAL_S = 1.0
@@ -60,6 +62,21 @@ def limit_store(limiter: Limiter) -> Callable[[web.Application], AsyncIterator[N
         yield
         await tasks.wait_named(LIMITS_TASKS, _SETTLE_WAIT_S)  # settlements, outage usage copy
         await limiter.store.aclose()
+
+    return ctx
+
+
+def usage_ledger(
+    ledger: Ledger, drain_timeout_s: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open the ledger (never fails on an unreachable database); flush it after the drain."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await ledger.start()
+        yield
+        queued = len(ledger)
+        await ledger.drain(drain_timeout_s)
+        _log.info("usage ledger drained (%d records were queued)", queued)
 
     return ctx
 

@@ -8,11 +8,14 @@ fix-up, and settle; redaction and transducers plug in here too (each L1 package 
 others). Streams are context managers so that leaving them -- normally, on error or on
 cancellation -- always releases the upstream.
 
-Settlement (``_settle``) is the single point where a request's actual token count is known: it runs
-exactly once per admitted request, on completion, failure or client disconnect, in a task of its
-own so a cancelled handler cannot skip it. Charged: the upstream's reported usage; else the prompt
-estimate plus the streamed text (streams); else the prompt estimate (failed or cancelled
-non-streamed requests, whose output never reached us).
+Settlement is the single point where a request's actual token count is known: every request that
+reaches an upstream is metered (``gateway/settlement.py``: outcome, usage record, ledger queue) and
+settled exactly once when the call or stream ends -- on completion, failure or client disconnect,
+synchronously in the ``finally`` path so a cancelled handler cannot skip it -- and the limiter's
+settle hook gets the actual tokens (its store call runs in a task of its own). Charged: the
+upstream's reported usage; else the prompt estimate plus the streamed text (streams); else the
+prompt estimate (failed or cancelled non-streamed requests, whose output never reached us).
+Streams always ask the upstream for the usage chunk; a client that did not ask never sees it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.limits.limiter import Limiter, Ticket
-from gateway.limits.usage import StreamMeter, reported_total
+from gateway.metering.ledger import Ledger
+from gateway.settlement import (
+    Call,
+    Settling,
+    UsageMeter,
+    client_wants_usage,
+    strip_usage,
+    with_usage_requested,
+)
 from gateway.telemetry import Metrics
 from gateway.upstreams.base import Upstream, UpstreamRequest
 from gateway.upstreams.registry import UpstreamRegistry
@@ -51,11 +62,14 @@ class Pipeline:
         policy: AccessPolicy,
         metrics: Metrics,
         limiter: Limiter | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._registry = registry
         self._policy = policy
         self._metrics = metrics
         self._limiter = limiter
+        self._ledger = ledger
+        self._settling = Settling(ledger)
 
     def models(self, ctx: RequestContext) -> Mapping[str, ModelConfig]:
         """The models the caller may call, by alias (exactly what invocation accepts)."""
@@ -73,6 +87,8 @@ class Pipeline:
         self, ctx: RequestContext, alias: str, kind: ModelKind
     ) -> tuple[ModelConfig, Upstream]:
         self._policy.require_model(_principal(ctx), alias)
+        if self._ledger is not None:
+            self._ledger.admit()  # 503 only when the ledger's queue and spill are both full
         return self._registry.resolve(alias, kind)
 
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> Payload:
@@ -83,15 +99,16 @@ class Pipeline:
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
         ticket, body = await self._admit_chat(ctx, request)
-        charged: int | None = None
+        call = Call(ctx=ctx, alias=request.model, model=model, upstream=upstream.name, body=body,
+                    endpoint="chat", stream=False)  # fmt: skip
+        meter = UsageMeter()
         try:
-            with self._observe(upstream.name):
+            with self._settling.open(call) as meter, self._observe(upstream.name):
                 payload = await upstream.complete(_upstream_request(ctx, body, model))
                 _require_object(payload, upstream.name)
-            charged = reported_total(payload.obj) if ticket is not None else None
+                meter.payload(payload.obj)
         finally:
-            if ticket is not None:
-                self._settle(ctx, ticket, ticket.prompt_tokens if charged is None else charged)
+            self._settle(ticket, meter)
         return payload
 
     @contextlib.asynccontextmanager
@@ -105,15 +122,18 @@ class Pipeline:
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
         ticket, body = await self._admit_chat(ctx, request)
-        meter = StreamMeter() if ticket is not None and ticket.counts_tokens else None
+        strip = self._ledger is not None and not client_wants_usage(body)
+        if self._ledger is not None:
+            body = with_usage_requested(body)
+        call = Call(ctx=ctx, alias=request.model, model=model, upstream=upstream.name, body=body,
+                    endpoint="chat", stream=True)  # fmt: skip
+        meter = UsageMeter()
         try:
-            with self._observe(upstream.name):
+            with self._settling.open(call) as meter, self._observe(upstream.name):
                 async with upstream.stream(_upstream_request(ctx, body, model)) as chunks:
-                    yield chunks if meter is None else _metered(chunks, meter)
+                    yield _metered(chunks, meter, strip=strip)
         finally:
-            if ticket is not None:
-                prompt = ticket.prompt_tokens
-                self._settle(ctx, ticket, prompt if meter is None else meter.total(prompt))
+            self._settle(ticket, meter)
 
     async def embed(self, ctx: RequestContext, request: EmbeddingRequest) -> Payload:
         """Embeddings in the encoding the client asked for.
@@ -129,15 +149,16 @@ class Pipeline:
             )
             if ticket is not None:
                 ctx.response_headers.update(ticket.headers)
-        charged: int | None = None
+        call = Call(ctx=ctx, alias=request.model, model=model, upstream=upstream.name,
+                    body=request.body, endpoint="embedding", stream=False)  # fmt: skip
+        meter = UsageMeter()
         try:
-            with self._observe(upstream.name):
+            with self._settling.open(call) as meter, self._observe(upstream.name):
                 payload = await upstream.embed(_upstream_request(ctx, request.body, model))
                 _require_object(payload, upstream.name)
-            charged = reported_total(payload.obj) if ticket is not None else None
+                meter.payload(payload.obj)
         finally:
-            if ticket is not None:
-                self._settle(ctx, ticket, ticket.prompt_tokens if charged is None else charged)
+            self._settle(ticket, meter)
             try:
                 _encode_embeddings(payload, request.encoding_format)
             except (ValueError, TypeError) as exc:
@@ -163,11 +184,11 @@ class Pipeline:
             ctx.response_headers.update(ticket.headers)
         return ticket, body
 
-    def _settle(self, ctx: RequestContext, ticket: Ticket, tokens: int) -> None:
-        """The settle point: charge ``tokens`` for the request (once; survives cancellation)."""
-        del ctx  # the metering ledger will record the request here
-        if self._limiter is not None:
-            self._limiter.settle_soon(ticket, tokens)
+    def _settle(self, ticket: Ticket | None, meter: UsageMeter) -> None:
+        """The limiter's settle hook: charge the actual tokens (once; survives cancellation).
+        The usage record was queued when the settling block closed."""
+        if ticket is not None and self._limiter is not None:
+            self._limiter.settle_soon(ticket, meter.charged(ticket.prompt_tokens))
 
     @contextlib.contextmanager
     def _observe(self, upstream: str) -> Iterator[None]:
@@ -183,12 +204,15 @@ class Pipeline:
 
 
 async def _metered(
-    chunks: AsyncIterator[list[Chunk]], meter: StreamMeter
+    chunks: AsyncIterator[list[Chunk]], meter: UsageMeter, *, strip: bool
 ) -> AsyncIterator[list[Chunk]]:
+    """Meter every upstream chunk; hide the usage the gateway asked for on the client's behalf."""
     async for batch in chunks:
         for chunk in batch:
             meter.feed(chunk)
-        yield batch
+        seen = strip_usage(batch) if strip else batch
+        if seen:
+            yield seen
 
 
 def _principal(ctx: RequestContext) -> Principal:

@@ -49,6 +49,9 @@ class Gauge(Counter):
     def dec(self, labels: LabelValues = (), amount: float = 1.0) -> None:
         self.values[labels] = self.values.get(labels, 0.0) - amount
 
+    def set(self, value: float, labels: LabelValues = ()) -> None:
+        self.values[labels] = value
+
 
 class Histogram:
     """Cumulative-bucket histogram per label set."""
@@ -108,9 +111,25 @@ class Metrics:
             "gateway_ratelimit_fallback_total",
             "Admissions decided by the local fallback limiter (shared store unreachable).",
         )
+        self.usage_records = Counter(
+            "gateway_usage_records_total",
+            "Usage records settled (one per request that reached an upstream), by outcome.",
+            ("outcome",),
+        )
+        self.ledger_queued = Gauge(
+            "gateway_ledger_queued_records", "Usage records waiting in memory for the ledger."
+        )
+        self.ledger_degraded = Gauge(
+            "gateway_ledger_degraded", "1 per worker whose usage ledger is unreachable (spilling)."
+        )
+        self.ledger_spilled = Counter(
+            "gateway_ledger_spilled_records_total",
+            "Usage records written to the local spill file because the ledger was unreachable.",
+        )
         self.families: tuple[Metric, ...] = (
             self.requests, self.latency, self.ttft, self.open_streams, self.upstream_errors,
-            self.ratelimit_degraded, self.ratelimit_fallbacks,
+            self.ratelimit_degraded, self.ratelimit_fallbacks, self.usage_records,
+            self.ledger_queued, self.ledger_degraded, self.ledger_spilled,
         )  # fmt: skip
 
     def snapshot(self) -> bytes:

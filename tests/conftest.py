@@ -10,6 +10,7 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests import identity
+from tests.postgres_server import ENV_DSN, PostgresServer
 from tests.redis_server import ENV_URL, RedisServer
 from tests.stack import BackgroundLoop, Stack, close_stack, open_stack
 
@@ -65,4 +66,16 @@ def redis_url() -> Iterator[str]:
         return
     server = RedisServer().start()
     yield server.url
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """The suite's PostgreSQL (``scripts/test`` starts it), else one started for the session."""
+    dsn = os.environ.get(ENV_DSN)
+    if dsn:
+        yield dsn
+        return
+    server = PostgresServer().start()
+    yield server.dsn()
     server.close()

@@ -9,9 +9,13 @@ reached by the real aioboto3 client, with one model per container dialect (``SAG
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import tempfile
 import threading
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
@@ -24,7 +28,9 @@ from gateway.config import (
     DevIssuerConfig,
     GatewayConfig,
     LimitsConfig,
+    MeteringConfig,
     ModelConfig,
+    PricingConfig,
     SageMakerModelConfig,
     Secret,
     ServerConfig,
@@ -32,13 +38,17 @@ from gateway.config import (
     UpstreamConfig,
 )
 from gateway.demo import FakeOpenAI, start_fake
-from gateway.keys import LIMITER
+from gateway.keys import LEDGER, LIMITER
 from gateway.limits.limiter import Limiter
+from gateway.metering.ledger import Ledger
+from gateway.metering.records import UsageRecord
+from gateway.metering.sink import UsageQuery
 from gateway.telemetry import Metrics
 from tests import identity
 from tests.fakes.sagemaker import FakeEndpoint, FakeSageMaker, start_fake_sagemaker
 
 _T = TypeVar("_T")
+EVERYTHING = UsageQuery(None, dt.date(2000, 1, 1), dt.date(2100, 1, 1))
 UPSTREAM_KEY = "sk-gateway-own-upstream-key"
 #: Model alias -> (endpoint name, dialect, chat template) of the SageMaker models in a stack.
 SAGEMAKER_MODELS: dict[str, tuple[str, Any, Any]] = {
@@ -47,6 +57,12 @@ SAGEMAKER_MODELS: dict[str, tuple[str, Any, Any]] = {
     "sm-lmi": ("ep-lmi", "lmi", "chatml"),
     "sm-vllm": ("ep-vllm", "vllm", None),
 }
+
+
+#: The price of ``test-chat`` (``test-embed`` is free).
+TEST_PRICING = PricingConfig(
+    input_per_million=Decimal("2.5"), output_per_million=Decimal(10), markup=Decimal("0.25")
+)
 
 
 class BackgroundLoop:
@@ -76,6 +92,7 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
     sagemaker_model: Mapping[str, Any] | None = None,
     tenant: Mapping[str, Any] | None = None,
     limits: Mapping[str, Any] | None = None,
+    metering: Mapping[str, Any] | None = None,
 ) -> GatewayConfig:
     """A test configuration: the test issuer, tenant ``tests`` allowed every model (``tenant``: more
     of its settings, e.g. ``limits``), one fake upstream, a chat and an embedding model; with
@@ -86,7 +103,9 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
         )
     }
     models = {
-        "test-chat": ModelConfig(upstream="fake", target="fake-chat", owned_by="tests"),
+        "test-chat": ModelConfig(
+            upstream="fake", target="fake-chat", owned_by="tests", pricing=TEST_PRICING
+        ),
         "test-embed": ModelConfig(upstream="fake", target="fake-embed", kind="embedding"),
         "hidden": ModelConfig(upstream="fake", target="fake-chat", status="disabled"),
     }
@@ -109,9 +128,18 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
         auth=test_auth(),
         tenants={identity.TENANT: TenantConfig(**{"models": ("*",), **(tenant or {})})},
         limits=LimitsConfig(**(limits or {})),
+        metering=test_metering(**(metering or {})),
         upstreams=upstreams,
         models=models,
     )
+
+
+def test_metering(**overrides: Any) -> MeteringConfig:
+    """The file ledger in a fresh temporary directory (``overrides``: other settings)."""
+    folder = Path(tempfile.mkdtemp(prefix="gateway-ledger-"))
+    settings = {"path": str(folder / "usage.jsonl"), "spill_dir": str(folder / "spill"),
+                "batch_interval_s": 0.05, **overrides}  # fmt: skip
+    return MeteringConfig(**settings)
 
 
 def test_auth(**overrides: Any) -> AuthConfig:
@@ -150,9 +178,28 @@ class Stack:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     @property
+    def ledger(self) -> Ledger:
+        """The gateway's usage ledger (lives on the background loop)."""
+        return self.runners[0].app[LEDGER]
+
+    def usage(self, background: BackgroundLoop) -> list[UsageRecord]:
+        """Every usage record so far (the queue flushed first)."""
+        return background.run(_read_usage(self.ledger))
+
+    async def usage_async(self, background: BackgroundLoop) -> list[UsageRecord]:
+        """``usage`` from a test's own event loop."""
+        future = asyncio.run_coroutine_threadsafe(_read_usage(self.ledger), background.loop)
+        return await asyncio.wrap_future(future)
+
+    @property
     def limiter(self) -> Limiter:
         """The gateway's limiter (its store lives on the background loop)."""
         return self.runners[0].app[LIMITER]
+
+
+async def _read_usage(ledger: Ledger) -> list[UsageRecord]:
+    await ledger.flush()
+    return await ledger.sink.records(EVERYTHING)
 
 
 async def serve_post(path: str, handler: Handler) -> tuple[web.AppRunner, int]:
@@ -197,6 +244,7 @@ def open_stack(  # noqa: PLR0913 -- one keyword per overridable section
     sagemaker_model: Mapping[str, Any] | None = None,
     tenant: Mapping[str, Any] | None = None,
     limits: Mapping[str, Any] | None = None,
+    metering: Mapping[str, Any] | None = None,
 ) -> Stack:
     """Start the fake upstream and the gateway in front of it; with ``sagemaker`` (upstream
     settings, ``{}`` for the defaults) also the fake SageMaker runtime, one endpoint per dialect.
@@ -222,6 +270,7 @@ def open_stack(  # noqa: PLR0913 -- one keyword per overridable section
         sagemaker_model=sagemaker_model,
         tenant=tenant,
         limits=limits,
+        metering=metering,
     )
     metrics = Metrics()
     runner, port = background.run(start_gateway(config, metrics))

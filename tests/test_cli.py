@@ -28,9 +28,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _example(tmp_path: Path, **env: str) -> Path:
     """The example config with the dev key under ``tmp_path`` (and other overrides)."""
-    text = EXAMPLE_CONFIG.read_text().replace(
-        'key_file = "~/.cache/phi-gateway/dev-issuer.pem"',
-        f'key_file = "{tmp_path / "dev.pem"}"',
+    text = (
+        EXAMPLE_CONFIG.read_text()
+        .replace(
+            'key_file = "~/.cache/phi-gateway/dev-issuer.pem"',
+            f'key_file = "{tmp_path / "dev.pem"}"',
+        )
+        .replace(
+            'path = "~/.local/share/phi-gateway/usage.jsonl"', f'path = "{tmp_path / "u.jsonl"}"'
+        )
+        .replace(
+            'spill_dir = "~/.local/share/phi-gateway/spill"', f'spill_dir = "{tmp_path / "sp"}"'
+        )
     )
     path = tmp_path / "gateway.toml"
     path.write_text(text)

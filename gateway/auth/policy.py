@@ -67,6 +67,16 @@ class AccessPolicy:
         if route_tenant != principal.tenant_id and "tenants:all" not in granted:
             raise PermissionDenied("You may not act on another tenant.")
 
+    def usage_tenant(self, principal: Principal, requested: str | None) -> str:
+        """The tenant whose usage ``principal`` asked for (default: its own).
+
+        Raises:
+            PermissionDenied: no ``admin:read``, or another tenant without ``tenants:all``.
+        """
+        tenant = requested or principal.tenant_id
+        self._admit_admin(principal, tenant)
+        return tenant
+
     def permissions(self, principal: Principal) -> frozenset[str]:
         """What the principal's groups grant (service keys have no groups)."""
         granted: frozenset[str] = frozenset()

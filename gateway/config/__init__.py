@@ -22,6 +22,7 @@ from gateway.config.loader import (
     load_config_file,
     process_environ,
 )
+from gateway.config.metering import MeteringConfig, PricingConfig, SinkKind
 from gateway.config.schema import (
     ChatTemplate,
     GatewayConfig,
@@ -53,13 +54,16 @@ __all__ = [
     "LimitsConfig",
     "LogLevel",
     "MaxTokensMode",
+    "MeteringConfig",
     "ModelConfig",
     "ModelKind",
     "ModelStatus",
+    "PricingConfig",
     "SageMakerDialect",
     "SageMakerModelConfig",
     "Secret",
     "ServerConfig",
+    "SinkKind",
     "StoreKind",
     "TenantConfig",
     "UpstreamConfig",

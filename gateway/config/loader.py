@@ -19,6 +19,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields, is_dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -193,7 +194,19 @@ _SCALARS: dict[Any, tuple[Callable[[object], bool], Callable[[Any], Any], str]] 
     int: (lambda v: isinstance(v, int) and not isinstance(v, bool), int, "an integer"),
     float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), float, "a number"),
     str: (lambda v: isinstance(v, str), str, "a string"),
+    Decimal: (lambda v: _decimal(v) is not None, lambda v: _decimal(v), "a number"),
 }  # fmt: skip
+
+
+def _decimal(value: object) -> Decimal | None:
+    """A TOML number (through its shortest text, so 0.15 is exactly 0.15) or numeric string."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 def _convert_scalar(tp: Any, value: object, where: str, problems: list[str]) -> Any:

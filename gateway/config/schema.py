@@ -21,6 +21,7 @@ from gateway.config.access import (
     check_app_names,
 )
 from gateway.config.limits import LimitsConfig
+from gateway.config.metering import MeteringConfig, PricingConfig
 from gateway.config.secret import Secret
 
 UpstreamKind = Literal["litellm", "openai", "sagemaker"]
@@ -194,6 +195,11 @@ class ModelConfig:
     """`disabled` models are hidden and answer 404."""
     sagemaker: SageMakerModelConfig | None = None
     """Endpoint settings; required when the upstream is of kind `sagemaker`, refused otherwise."""
+    provider: str = ""
+    """Provider shown in usage records and reports (e.g. `bedrock`); default: the upstream's
+    name."""
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    """Price per million input/output tokens and markup (default: free)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +214,7 @@ class GatewayConfig:
     upstreams: Mapping[str, UpstreamConfig] = field(default_factory=dict)
     models: Mapping[str, ModelConfig]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metering: MeteringConfig = field(default_factory=MeteringConfig)
 
     @property
     def has_limits(self) -> bool:

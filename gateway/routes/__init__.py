@@ -7,7 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.routes import admin, chat, embeddings, health, metrics, models
+from gateway.routes import admin, chat, embeddings, health, metrics, models, usage
 
 PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/api/v2/health"})
 """Paths served without credentials."""
@@ -22,6 +22,7 @@ def add_routes(app: web.Application) -> None:
         router.add_get(f"{prefix}/models/{{model}}", models.retrieve_model)
     for prefix in ("/v1", "/api/{app}/v1"):
         router.add_post(f"{prefix}/embeddings", embeddings.create_embeddings)
+    router.add_get("/v1/usage", usage.usage)
     router.add_get("/admin/v1/tenants/{tenant}/models", admin.tenant_models)
     router.add_get("/healthz", health.liveness)
     router.add_get("/api/v2/health", health.liveness)

@@ -14,7 +14,7 @@ import pytest
 from openai import OpenAI
 
 from tests.fakes.sagemaker import TEXT, FakeEndpoint, FakeSageMaker, tokens_of
-from tests.stack import SAGEMAKER_MODELS, Stack
+from tests.stack import SAGEMAKER_MODELS, BackgroundLoop, Stack
 
 MESSAGES: list[Any] = [
     {"role": "system", "content": "Be brief."},
@@ -416,3 +416,27 @@ def test_retries_are_bounded(open_sm: Callable[..., Stack]) -> None:
     ):
         sdk.chat.completions.create(model="sm-tgi", messages=MESSAGES, stream=True)
     assert len(_fake(stack).requests) == 2  # the call and one retry
+
+
+@pytest.mark.parametrize("alias", ["sm-tgi", "sm-vllm"])
+def test_ledger_records_the_containers_usage_without_the_client_asking(
+    sm_stack: Stack, client: OpenAI, alias: str, background: BackgroundLoop
+) -> None:
+    events = list(client.chat.completions.create(model=alias, messages=MESSAGES, stream=True))
+    assert all(e.usage is None and e.choices for e in events)
+    [record] = sm_stack.usage(background)
+    assert (record.model, record.upstream, record.outcome) == (alias, "sm", "completed")
+    assert not record.usage.estimated
+    assert record.usage.input_tokens == _prompt_tokens(sm_stack)
+    generated = len(tokens_of(TEXT)) + (1 if alias == "sm-tgi" else 0)
+    assert record.usage.output_tokens == generated
+
+
+def test_ledger_marks_sagemaker_estimates(
+    sm_stack: Stack, client: OpenAI, background: BackgroundLoop
+) -> None:
+    _endpoint(sm_stack, "sm-tgi").report_usage = False
+    list(client.chat.completions.create(model="sm-tgi", messages=MESSAGES, stream=True))
+    [record] = sm_stack.usage(background)
+    assert record.usage.estimated
+    assert record.usage.output_tokens == len(tokens_of(TEXT)) + 1

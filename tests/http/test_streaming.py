@@ -346,8 +346,11 @@ async def test_request_hygiene_chat(
         request_id = response.headers["x-request-id"]
     (headers, sent), *_ = stack.fake.requests
     _assert_hygienic(headers, request_id)
+    # Streams always ask for the usage chunk (metering); the client never sees it (test_usage).
+    usage = {"stream_options": {"include_usage": True}} if stream else {}
     assert sent == {
-        "model": "fake-chat", "messages": HI, "stream": stream, "temperature": 0.5, "user": "u-1"
+        "model": "fake-chat", "messages": HI, "stream": stream, "temperature": 0.5, "user": "u-1",
+        **usage,
     }  # fmt: skip
 
 
