@@ -2,8 +2,8 @@
 
 ALB metrics cover the 5xx rate and p99 latency; the gateway's own metrics (scraped from
 ``/metrics`` by the CloudWatch agent sidecar into ``METRICS_NAMESPACE``) cover throttles, open
-streams and, once the gateway publishes them (later issues), ledger backlog and limiter fallback.
-An alarm on a metric not yet published stays quiet (missing data is not breaching).
+streams, the usage ledger (backlog in memory, unreachable database) and the limiter's fallback.
+Missing data is not breaching (a worker publishes nothing before its first scrape).
 """
 
 from __future__ import annotations
@@ -68,9 +68,14 @@ def add_alarms(stack: Stack, ctx: DeployContext, alb: elbv2.ApplicationLoadBalan
             "more than 100 requests per minute refused with 429",
         ),
         "LedgerBacklog": (
-            gateway_metric(ctx, "gateway_ledger_backlog", "Maximum"),
+            gateway_metric(ctx, "gateway_ledger_queued_records", "Maximum"),
             1000.0,
-            "usage records waiting for the ledger",
+            "usage records waiting in memory for the ledger",
+        ),
+        "LedgerDown": (
+            gateway_metric(ctx, "gateway_ledger_degraded", "Maximum"),
+            0.0,
+            "the usage ledger database is unreachable (records spill to local files)",
         ),
         "LimiterFallback": (
             gateway_metric(ctx, "gateway_ratelimit_degraded", "Maximum"),

@@ -1,8 +1,9 @@
 """The CloudWatch agent sidecar: scrapes the gateway's ``/metrics`` into CloudWatch (EMF).
 
 It publishes ``gateway_open_streams`` (the scaling metric) and ``gateway_requests_total`` by
-status (throttles) under ``METRICS_NAMESPACE`` with the dimension ``ServiceName``; the gateway's
-later metrics (ledger backlog, limiter fallback) are selected already.
+status (throttles), the ledger's backlog and outage gauges and the limiter's fallback gauge under
+``METRICS_NAMESPACE`` with the dimension ``ServiceName`` (``tests/deploy`` checks that every name
+exists in ``gateway.telemetry``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from deploy.stacks.logs import encrypted_log_group
 PUBLISHED_METRICS = (
     "gateway_open_streams",
     "gateway_requests_total",
-    "gateway_ledger_backlog",
+    "gateway_ledger_queued_records",
+    "gateway_ledger_degraded",
     "gateway_ratelimit_degraded",
 )
 

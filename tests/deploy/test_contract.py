@@ -18,9 +18,11 @@ from deploy.settings import (
     GATEWAY_CONFIG_PATH,
     GATEWAY_PORT,
     GATEWAY_SECRET_NAMES,
+    METRICS_NAMESPACE,
     PENDING_GATEWAY_ENV,
     gateway_environment_names,
 )
+from deploy.stacks.metrics_agent import PUBLISHED_METRICS
 from gateway.config import load_config
 from gateway.config.secret import Secret
 from gateway.errors import ConfigError
@@ -28,7 +30,7 @@ from gateway.limits.fallback import FallbackStore
 from gateway.limits.limiter import open_store
 from gateway.telemetry import Metrics
 from tests.deploy.conftest import Synth, synthesize
-from tests.deploy.test_stacks import _gateway_container, _render
+from tests.deploy.test_stacks import _gateway_container, _render, _resources
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = ROOT / "config" / "gateway.production.toml"
@@ -156,3 +158,17 @@ def test_check_config_passes_with_the_task_environment() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+def test_published_and_alarmed_metrics_are_metrics_the_gateway_exports(synth: Synth) -> None:
+    """The sidecar and the alarms select metrics by name: a renamed one would alarm on nothing."""
+    exported = {family.name for family in Metrics().families}
+    assert set(PUBLISHED_METRICS) <= exported
+    alarms = _resources(synth, "gateway", "AWS::CloudWatch::Alarm").values()
+    alarmed = {
+        a["Properties"]["MetricName"]
+        for a in alarms
+        if a["Properties"].get("Namespace") == METRICS_NAMESPACE
+    }
+    assert len(alarmed) >= 4
+    assert alarmed <= set(PUBLISHED_METRICS)
