@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,11 +15,10 @@ import orjson
 import pytest
 
 from gateway.demo import FakeOpenAI, start_fake
-from tests import identity
+from tests import identity, served
+from tests.served import stop as _stop, wait_listening as _wait_listening
 from tests.stack import BackgroundLoop
-from tests.test_process import _stop, _wait_listening
 
-ROOT = Path(__file__).resolve().parent.parent
 RPM = 1200  # one cell every 50 ms
 BURST = 5
 INTERVAL_S = 60 / RPM
@@ -36,21 +33,7 @@ def fake_port(background: BackgroundLoop) -> Iterator[int]:
 
 
 def _serve(tmp_path: Path, upstream_port: int, limits: str) -> subprocess.Popen[bytes]:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f"""
-[server]
-port = 0
-workers = 4
-drain_timeout_s = 1.0
-log_level = "warning"
-
-[auth.dev_issuer]
-enabled = true
-issuer = "{identity.ISSUER}"
-client_id = "{identity.CLIENT_ID}"
-key_file = "{identity.key_file()}"
-
+    return served.serve(tmp_path, f"""
 [tenants."*"]
 models = ["*"]
 limits = {{ requests_per_minute = {RPM}, burst = {BURST} }}
@@ -65,17 +48,7 @@ base_url = "http://127.0.0.1:{upstream_port}"
 [models."test-chat"]
 upstream = "fake"
 target = "fake-chat"
-"""
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
-    with (tmp_path / "gateway.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd=ROOT,
-            env=env,
-        )
+""", workers=4, drain_s=1.0)  # fmt: skip
 
 
 def _hammer(port: int, until: float, out: list[tuple[float, float, int, str]]) -> None:

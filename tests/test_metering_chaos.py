@@ -8,10 +8,8 @@ client read to ``[DONE]`` is recorded as completed with the fake's own usage, to
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +23,11 @@ import pytest
 
 from gateway.demo import Behaviour, FakeOpenAI, _usage, start_fake
 from gateway.metering.postgres import migrate
-from tests import identity
+from tests import identity, served
 from tests.postgres_server import PostgresServer
+from tests.served import stop as _stop, wait_listening as _wait_listening
 from tests.stack import BackgroundLoop
-from tests.test_process import _stop, _wait_listening
 
-ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 1000
 CONCURRENCY = 20
 OUTAGE_AT = 300  # requests started when PostgreSQL is stopped
@@ -58,20 +55,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 def _serve(tmp_path: Path, upstream_port: int, dsn: str) -> subprocess.Popen[bytes]:
-    config = tmp_path / "gateway.toml"
-    config.write_text(f"""
-[server]
-port = 0
-workers = 2
-drain_timeout_s = 1.0
-log_level = "warning"
-
-[auth.dev_issuer]
-enabled = true
-issuer = "{identity.ISSUER}"
-client_id = "{identity.CLIENT_ID}"
-key_file = "{identity.key_file()}"
-
+    return served.serve(tmp_path, f"""
 [tenants."*"]
 models = ["*"]
 
@@ -96,14 +80,7 @@ retry_interval_s = 0.2
 batch_interval_s = 0.05
 drain_timeout_s = 1.0
 spill_dir = "{tmp_path / "spill"}"
-""")  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
-    env["GATEWAY__METERING__POSTGRES_DSN"] = dsn
-    with (tmp_path / "gateway.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=log, cwd=ROOT, env=env,
-        )  # fmt: skip
+""", workers=2, drain_s=1.0, env={"GATEWAY__METERING__POSTGRES_DSN": dsn})  # fmt: skip
 
 
 async def _client(

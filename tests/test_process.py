@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import os
-import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,10 +15,9 @@ import psutil
 import pytest
 
 from gateway.demo import Behaviour, FakeOpenAI, start_fake
-from tests import identity
+from tests import identity, served
+from tests.served import stop as _stop, wait_listening as _wait_listening
 from tests.stack import BackgroundLoop
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -35,21 +31,7 @@ def fake(background: BackgroundLoop) -> Iterator[tuple[FakeOpenAI, int]]:
 def _serve(
     tmp_path: Path, upstream_port: int, *, workers: int, drain_s: float
 ) -> subprocess.Popen[bytes]:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f"""
-[server]
-port = 0
-workers = {workers}
-drain_timeout_s = {drain_s}
-log_level = "warning"
-
-[auth.dev_issuer]
-enabled = true
-issuer = "{identity.ISSUER}"
-client_id = "{identity.CLIENT_ID}"
-key_file = "{identity.key_file()}"
-
+    return served.serve(tmp_path, f"""
 [tenants."*"]
 models = ["*"]
 
@@ -64,34 +46,7 @@ target = "fake-chat"
 [models."slow-chat"]
 upstream = "fake"
 target = "slow"
-"""
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
-    with (tmp_path / "gateway.log").open("wb") as log:  # the child keeps its own copy
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd=ROOT,
-            env=env,
-        )
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
-    assert ready, "gateway did not start"
-    line = proc.stdout.readline().decode()
-    assert "listening on http://127.0.0.1:" in line, line
-    return int(line.split("127.0.0.1:")[1].split()[0])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
+""", workers=workers, drain_s=drain_s)  # fmt: skip
 
 
 def _chat(port: int, model: str, *, stream: bool) -> tuple[int, bytes]:
