@@ -23,7 +23,9 @@ from gateway.keys import (
 )
 from gateway.limits.limiter import Limiter, open_store
 from gateway.middleware import build_middlewares, install_response_hooks
+from gateway.phi.vault import Vault
 from gateway.pipeline import Pipeline
+from gateway.privacy import Privacy
 from gateway.routes import PUBLIC_PATHS, add_routes
 from gateway.tasks import InFlight
 from gateway.telemetry import Metrics, SnapshotDir
@@ -37,6 +39,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     snapshots: SnapshotDir | None = None
     """Set when several workers share a port, so /metrics can merge them."""
+    vault: Vault | None = None
+    """The PHI vault; default: the one ``[phi]`` configures (tests inject failing ones)."""
 
 
 def create_app(config: GatewayConfig, services: Services | None = None) -> web.Application:
@@ -55,6 +59,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     )
     registry = UpstreamRegistry(config)
     limiter = Limiter(config, open_store(config, services.metrics))
+    privacy = Privacy(config, services.vault)
     app[CONFIG] = config
     app[METRICS] = services.metrics
     app[IN_FLIGHT] = InFlight()
@@ -63,7 +68,11 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     app[LIMITER] = limiter
     # Without any limit the pipeline skips admission and settlement altogether.
     app[PIPELINE] = Pipeline(
-        registry, policy, services.metrics, limiter if limiter.rules.enabled else None
+        registry,
+        policy,
+        services.metrics,
+        limiter if limiter.rules.enabled else None,
+        privacy,
     )
     if services.snapshots is not None:
         app[SNAPSHOTS] = services.snapshots
@@ -72,6 +81,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     app.cleanup_ctx.append(lifecycle.service(registry))
     app.cleanup_ctx.append(lifecycle.service(authenticator))
     app.cleanup_ctx.append(lifecycle.limit_store(limiter))
+    app.cleanup_ctx.append(lifecycle.service(privacy))
     app.cleanup_ctx.append(lifecycle.metrics_snapshots)
     app.on_shutdown.append(lifecycle.drain)
     return app

@@ -36,6 +36,7 @@ from gateway.errors import (
 )
 from gateway.limits.limiter import Limiter, Ticket
 from gateway.limits.usage import StreamMeter, reported_total
+from gateway.privacy import Privacy
 from gateway.telemetry import Metrics
 from gateway.upstreams.base import Upstream, UpstreamRequest
 from gateway.upstreams.registry import UpstreamRegistry
@@ -51,11 +52,13 @@ class Pipeline:
         policy: AccessPolicy,
         metrics: Metrics,
         limiter: Limiter | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         self._registry = registry
         self._policy = policy
         self._metrics = metrics
         self._limiter = limiter
+        self._privacy = privacy
 
     def models(self, ctx: RequestContext) -> Mapping[str, ModelConfig]:
         """The models the caller may call, by alias (exactly what invocation accepts)."""
@@ -82,12 +85,17 @@ class Pipeline:
             GatewayError: unknown model or upstream failure.
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
+        phi = None if self._privacy is None else await self._privacy.begin(ctx, request, model)
         ticket, body = await self._admit_chat(ctx, request)
         charged: int | None = None
         try:
+            if phi is not None:
+                body = await phi.redact(body)  # finished before anything goes upstream
             with self._observe(upstream.name):
                 payload = await upstream.complete(_upstream_request(ctx, body, model))
                 _require_object(payload, upstream.name)
+            if phi is not None:
+                phi.completion(payload)
             charged = reported_total(payload.obj) if ticket is not None else None
         finally:
             if ticket is not None:
@@ -104,12 +112,16 @@ class Pipeline:
             GatewayError: unknown model, or upstream failure before or during the stream.
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
+        phi = None if self._privacy is None else await self._privacy.begin(ctx, request, model)
         ticket, body = await self._admit_chat(ctx, request)
         meter = StreamMeter() if ticket is not None and ticket.counts_tokens else None
         try:
+            if phi is not None:
+                body = await phi.redact(body)  # finished before anything goes upstream
             with self._observe(upstream.name):
                 async with upstream.stream(_upstream_request(ctx, body, model)) as chunks:
-                    yield chunks if meter is None else _metered(chunks, meter)
+                    out = chunks if meter is None else _metered(chunks, meter)
+                    yield out if phi is None else phi.stream(out)
         finally:
             if ticket is not None:
                 prompt = ticket.prompt_tokens

@@ -22,6 +22,13 @@ from gateway.config.loader import (
     load_config_file,
     process_environ,
 )
+from gateway.config.phi import (
+    PhiConfig,
+    PhiMode,
+    PhiOverrideConfig,
+    PhiPolicyConfig,
+    VaultKind,
+)
 from gateway.config.schema import (
     ChatTemplate,
     GatewayConfig,
@@ -56,6 +63,10 @@ __all__ = [
     "ModelConfig",
     "ModelKind",
     "ModelStatus",
+    "PhiConfig",
+    "PhiMode",
+    "PhiOverrideConfig",
+    "PhiPolicyConfig",
     "SageMakerDialect",
     "SageMakerModelConfig",
     "Secret",
@@ -64,6 +75,7 @@ __all__ = [
     "TenantConfig",
     "UpstreamConfig",
     "UpstreamKind",
+    "VaultKind",
     "config_path_from_env",
     "load_config",
     "load_config_file",

@@ -21,6 +21,7 @@ from gateway.config.access import (
     check_app_names,
 )
 from gateway.config.limits import LimitsConfig
+from gateway.config.phi import PhiConfig
 from gateway.config.secret import Secret
 
 UpstreamKind = Literal["litellm", "openai", "sagemaker"]
@@ -194,6 +195,9 @@ class ModelConfig:
     """`disabled` models are hidden and answer 404."""
     sagemaker: SageMakerModelConfig | None = None
     """Endpoint settings; required when the upstream is of kind `sagemaker`, refused otherwise."""
+    hipaa_eligible: bool = False
+    """Covered by a BAA: only such models may be called while PHI handling is on for a request
+    (others answer 403 `model_not_hipaa_eligible`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +212,7 @@ class GatewayConfig:
     upstreams: Mapping[str, UpstreamConfig] = field(default_factory=dict)
     models: Mapping[str, ModelConfig]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    phi: PhiConfig = field(default_factory=PhiConfig)
 
     @property
     def has_limits(self) -> bool:
