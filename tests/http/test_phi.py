@@ -319,10 +319,12 @@ async def test_conversation_id_needs_a_shared_vault_or_one_worker(
 ) -> None:
     stack = make_stack(tenant=auto(), phi={}, server={"workers": 2})
     body = {"model": "test-hipaa", "messages": user(PROMPT), "conversation_id": "c-1"}
-    async with aiohttp.ClientSession(headers=stack.headers) as http:
-        async with http.post(f"{stack.v1}/chat/completions", json=body) as response:
-            assert response.status == 400
-            error = (await response.json())["error"]
+    async with (
+        aiohttp.ClientSession(headers=stack.headers) as http,
+        http.post(f"{stack.v1}/chat/completions", json=body) as response,
+    ):
+        assert response.status == 400
+        error = (await response.json())["error"]
     assert error["param"] == "conversation_id"
 
 
@@ -394,12 +396,54 @@ async def test_detector_failure_mid_stream_ends_with_an_error_event(
 
 async def _raw_stream(stack: Stack, prompt: str) -> list[dict[str, Any]]:
     body = {"model": "test-hipaa", "stream": True, "messages": user(prompt)}
-    async with aiohttp.ClientSession(headers=stack.headers) as http:
-        async with http.post(f"{stack.v1}/chat/completions", json=body) as response:
-            assert response.status == 200
-            raw = (await response.read()).decode()
+    async with (
+        aiohttp.ClientSession(headers=stack.headers) as http,
+        http.post(f"{stack.v1}/chat/completions", json=body) as response,
+    ):
+        assert response.status == 200
+        raw = (await response.read()).decode()
     return [
         orjson.loads(line[6:])
         for line in raw.splitlines()
         if line.startswith("data: ") and line != "data: [DONE]"
     ]
+
+
+# --- the shared vault ---------------------------------------------------------------------------
+
+
+def test_a_conversation_continues_on_another_instance_through_redis(
+    make_stack: Callable[..., Stack], redis_url: str
+) -> None:
+    phi = {
+        "vault": "redis",
+        "redis_url": Secret(redis_url),
+        "vault_key": Secret("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="),
+        "key_prefix": f"t:{id(make_stack)}:",
+    }
+    first, second = (
+        make_stack(tenant=reidentifying(), phi=phi, server={"workers": 2}) for _ in "ab"
+    )
+    conversation = {"X-Conversation-Id": "visit-42"}
+    client(first, CLINICIAN).chat.completions.create(
+        model="test-hipaa", messages=user(PROMPT), extra_headers=conversation
+    )
+    assert "[PHI_NAME_1]" in sent_text(first)
+    # Turn two, on the other instance: the same person keeps her placeholder, a new one is
+    # numbered after her, and the answer's placeholders are re-identified from the shared vault.
+    second.fake.default = Behaviour(text="[PHI_NAME_1] and [PHI_NAME_2] agree.", piece_chars=3)
+    stream = client(second, CLINICIAN).chat.completions.with_raw_response.create(
+        model="test-hipaa",
+        messages=user("Jane Doe asked John Roe."),
+        stream=True,
+        extra_headers=conversation,
+    )
+    assert stream.headers["x-conversation-id"] == "visit-42"
+    content, _ = streamed(stream.parse())
+    assert sent(second)["messages"][0]["content"] == "[PHI_NAME_1] asked [PHI_NAME_2]."
+    assert content == "Jane Doe and John Roe agree."
+    # Without the conversation id, the request is a conversation of its own: nothing to restore.
+    alone = client(second, CLINICIAN).chat.completions.create(
+        model="test-hipaa", messages=user("hello")
+    )
+    assert alone.choices[0].message.content == "[PHI_NAME_1] and [PHI_NAME_2] agree."
