@@ -6,8 +6,8 @@ Exit statuses: 0 success, 1 runtime failure, 2 usage error, 3 invalid configurat
 from __future__ import annotations
 
 import argparse
-import base64
 import asyncio
+import base64
 import contextlib
 import multiprocessing
 import os
