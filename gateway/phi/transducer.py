@@ -194,8 +194,12 @@ class Reidentifier(_SafeCut):
                 edits.append((start, end, functools.partial(str, original)))
         return extents, edits
 
+    #: A placeholder (mutated or not) begins with ``[`` or, at a word boundary, ``PHI``.
+    _starts = frozenset("[pP")
+
     def _hold(self, text: str, pos: int) -> int:
-        return self._prefix.earliest_full(text, max(pos, len(text) - self.max_hold))
+        start = max(pos, len(text) - self.max_hold)
+        return self._prefix.earliest_full(text, start, starts=self._starts)
 
 
 # --- masking --------------------------------------------------------------------------------

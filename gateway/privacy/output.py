@@ -48,6 +48,12 @@ class Chain:
         out = self._first.feed(text)
         return out if self._second is None else self._second.feed(out)
 
+    @property
+    def held(self) -> int:
+        """Characters held back by both stages."""
+        first = getattr(self._first, "held", 0)
+        return first + (0 if self._second is None else getattr(self._second, "held", 0))
+
     def flush(self) -> str:
         """Flush both stages, in order."""
         out = self._first.flush()
@@ -77,6 +83,11 @@ class OutputTransformer:
         self._make = make_chain
         self._open: dict[_Field, Chain] = {}
         self._top: JSONObject = {}
+
+    @property
+    def held(self) -> int:
+        """Characters held back over every open field (for the bench)."""
+        return sum(chain.held for chain in self._open.values())
 
     def _feed(self, key: _Field, text: str) -> str:
         chain = self._open.get(key)

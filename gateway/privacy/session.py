@@ -201,7 +201,8 @@ class PhiSession:
                               "reidentify": self._plan.reidentify}},
         )  # fmt: skip
 
-    def _transformer(self) -> OutputTransformer:
+    def transformer(self) -> OutputTransformer:
+        """A transformer for this request's answer (one per stream or completion)."""
         detector = self._detector
         book = self._book.copy()  # generated PHI gets fresh numbers, never a vault value's
         originals = book.originals if self._plan.reidentify else None
@@ -218,7 +219,7 @@ class PhiSession:
         Raises:
             RedactionFailed: an unknown event shape or a transducer failure.
         """
-        transformer = self._transformer()
+        transformer = self.transformer()
         async for batch in chunks:
             yield transformer.batch(batch)
         tail = transformer.finish()
@@ -231,4 +232,4 @@ class PhiSession:
         Raises:
             RedactionFailed: an unknown shape or a transducer failure.
         """
-        self._transformer().completion(payload)
+        self.transformer().completion(payload)
