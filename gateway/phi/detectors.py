@@ -21,7 +21,6 @@ from gateway.phi.categories import DEFAULT_CATEGORIES, Category
 from gateway.phi.engine import Pattern, Spans
 from gateway.phi.patterns import RULES, Rule
 
-
 _CONTEXTS = ("", "a", " ")
 """Left contexts for the first-character table: start of text, after a word character, after a
 non-word character."""
