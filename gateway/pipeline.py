@@ -134,6 +134,8 @@ class Pipeline:
             GatewayError: unknown model or upstream failure.
         """
         model, upstream = self._resolve(ctx, request.model, "embedding")
+        if self._privacy is not None:
+            self._privacy.guard_embedding(_principal(ctx), model, request.model)
         ticket = None
         if self._limiter is not None:
             ticket = await self._limiter.admit_embedding(

@@ -67,7 +67,15 @@ def _refuse(what: str) -> RedactionFailed:
 
 
 def _is_empty(value: object) -> bool:
-    return value is None or value == [] or value == {} or isinstance(value, bool | int | float)
+    """No text anywhere inside: null, numbers, booleans, and lists or objects of those (LiteLLM
+    sends ``"provider_specific_fields": {"refusal": null}``)."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if isinstance(value, list):
+        return all(_is_empty(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_empty(v) for v in value.values())
+    return False
 
 
 def _text(value: object, where: str) -> str:

@@ -26,8 +26,8 @@ from typing import Final
 import orjson
 
 from gateway.config import GatewayConfig, ModelConfig
-from gateway.context import ChatRequest, RequestContext
-from gateway.errors import InvalidRequest, PayloadTooLarge, RedactionFailed
+from gateway.context import ChatRequest, Principal, RequestContext
+from gateway.errors import InvalidRequest, PayloadTooLarge, PermissionDenied, RedactionFailed
 from gateway.phi.categories import Category
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PLACEHOLDER_RE, PlaceholderBook, Redaction, redact_chat
@@ -132,6 +132,22 @@ class Privacy:
             )
         refuse_unmaskable(request.body)
         return PhiSession(self, ctx, plan, await detector(plan.categories))
+
+    def guard_embedding(self, principal: Principal, model: ModelConfig, alias: str) -> None:
+        """Embedding inputs are not redacted (placeholders would change the vectors): for a
+        tenant in ``auto`` mode they may only go to HIPAA-eligible models.
+
+        Raises:
+            PermissionDenied: PHI handling is always on and the model is not HIPAA-eligible.
+        """
+        policy = self.policies.policy(principal.tenant_id, principal.app_id)
+        if policy is not None and policy.mode == "auto" and not model.hipaa_eligible:
+            raise PermissionDenied(
+                f"The model '{alias}' is not HIPAA-eligible; your tenant handles PHI on every "
+                "request, so only HIPAA-eligible models may be used.",
+                param="model",
+                code="model_not_hipaa_eligible",
+            )
 
     @property
     def limits(self) -> tuple[int, int]:

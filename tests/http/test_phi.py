@@ -447,3 +447,16 @@ def test_a_conversation_continues_on_another_instance_through_redis(
         model="test-hipaa", messages=user("hello")
     )
     assert alone.choices[0].message.content == "[PHI_NAME_1] and [PHI_NAME_2] agree."
+
+
+def test_embeddings_of_an_auto_tenant_need_a_hipaa_eligible_model(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(tenant=auto(), phi={})
+    before = len(stack.fake.requests)
+    with pytest.raises(PermissionDeniedError) as err:
+        client(stack).embeddings.create(model="test-embed", input=PROMPT)
+    assert err.value.code == "model_not_hipaa_eligible"
+    assert len(stack.fake.requests) == before
+    manual = make_stack(tenant={"phi": PhiPolicyConfig(mode="manual")}, phi={})
+    assert client(manual).embeddings.create(model="test-embed", input="hello").data

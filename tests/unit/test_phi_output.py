@@ -129,3 +129,17 @@ def test_usage_and_null_fields_pass() -> None:
     out = transformer(reidentify=True).batch([usage, nulls])
     assert out[0].obj["usage"] == {"total_tokens": 3}
     assert out[1].obj["choices"][0]["delta"] == {"content": None, "function_call": None}
+
+
+def test_containers_without_text_pass_and_with_text_are_refused() -> None:
+    message = {"role": "assistant", "content": "hi", "provider_specific_fields": {"refusal": None}}
+    ok = Payload(
+        obj={"choices": [{"index": 0, "message": message, "provider_specific_fields": {}}]}
+    )
+    transformer(reidentify=False).completion(ok)
+    assert ok.obj["choices"][0]["message"]["provider_specific_fields"] == {"refusal": None}
+    bad = {**message, "provider_specific_fields": {"thinking": ["Jane Doe"]}}
+    with pytest.raises(RedactionFailed):
+        transformer(reidentify=False).completion(
+            Payload(obj={"choices": [{"index": 0, "message": bad}]})
+        )
