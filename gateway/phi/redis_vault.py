@@ -55,7 +55,7 @@ class RedisVault(SealedVault):
         self, tenant: str, conversation: str, sealed: dict[str, bytes], ttl_s: float
     ) -> list[str]:
         key = self._key(tenant, conversation)
-        names = list(sealed)
+        names = list(sealed)  # none: only PEXPIRE, refreshing an existing conversation
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with self._redis.pipeline(transaction=True) as pipe:

@@ -182,6 +182,8 @@ class Reidentifier(_SafeCut):
     def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
         extents: list[tuple[int, int]] = []
         edits: list[Edit] = []
+        if text.isascii() and "phi" not in text.lower():
+            return extents, edits  # every placeholder form contains "phi" (ASCII case-insensitive)
         for spans in self._full.finditer(text, pos):
             start, end = spans[0]
             extents.append((start, end))

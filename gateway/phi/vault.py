@@ -111,7 +111,8 @@ class SealedVault:
     async def _put_new(
         self, tenant: str, conversation: str, sealed: dict[str, bytes], ttl_s: float
     ) -> list[str]:
-        """Store the entries not present yet; return the placeholders that were present."""
+        """Store the entries not present yet (none: only refresh the TTL of what exists); return
+        the placeholders that were present."""
         raise NotImplementedError
 
     async def load(self, tenant: str, conversation: str) -> dict[str, str]:
@@ -122,9 +123,7 @@ class SealedVault:
     async def save(
         self, tenant: str, conversation: str, entries: Mapping[str, str], ttl_s: float
     ) -> None:
-        """Add ``entries`` (see ``Vault.save``)."""
-        if not entries:
-            return
+        """Add ``entries`` (see ``Vault.save``); with none, only the TTL is refreshed."""
         sealed = {p: self._sealer.seal(tenant, conversation, p, v) for p, v in entries.items()}
         taken = await self._put_new(tenant, conversation, sealed, ttl_s)
         if taken:
@@ -166,6 +165,8 @@ class MemoryVault(SealedVault):
         now = self._clock()
         entry = self._data.pop(key, None)  # re-inserted last: the dict stays in expiry order
         values = entry[1] if entry is not None and entry[0] > now else {}
+        if not values and not sealed:
+            return []
         taken = [p for p in sealed if p in values]
         values.update({p: v for p, v in sealed.items() if p not in values})
         self._data[key] = (now + ttl_s, values)

@@ -102,8 +102,13 @@ async def test_memory_entries_expire_and_the_store_stays_bounded() -> None:
     await vault.save("t", "c", {"[PHI_NAME_2]": "John Roe"}, 60)  # refreshes the TTL
     clock.now += 59
     assert len(await vault.load("t", "c")) == 2
+    await vault.save("t", "c", {}, 60)  # a request that issued nothing new refreshes it too
+    clock.now += 59
+    assert len(await vault.load("t", "c")) == 2
     clock.now += 2
     assert await vault.load("t", "c") == {}
+    await vault.save("t", "gone", {}, 60)  # nothing to refresh: nothing stored
+    assert len(vault) == 0
     for i in range(5):
         await vault.save("t", f"c{i}", {NAME: "x"}, 60)
     assert len(vault) == 3
@@ -122,6 +127,10 @@ async def test_redis_holds_only_sealed_values_with_a_ttl(redis_url: str) -> None
         assert list(stored) == [NAME.encode()]
         assert b"Jane" not in stored[NAME.encode()]
         assert 85_000 < await raw.pttl(key) <= 90_000
+        await vault.save("tenant", "conv", {}, 300)  # nothing new: the TTL is refreshed anyway
+        assert 295_000 < await raw.pttl(key) <= 300_000
+        await vault.save("tenant", "never", {}, 300)
+        assert await raw.exists(f"{prefix}6:tenant:never") == 0
         # A sealed value copied into another tenant's conversation does not open there.
         await raw.hset(f"{prefix}5:other:conv", NAME, stored[NAME.encode()])
         with pytest.raises(RedactionFailed):
