@@ -2,10 +2,11 @@
 
     admit -> redact input -> call upstream -> transform stream -> settle
 
-Today's stages are authorize (may this principal call this model?), resolve (model -> upstream),
-admit (rate limits and token reservation, one store call), call upstream, the embedding encoding
-fix-up, and settle; redaction and transducers plug in here too (each L1 package stays unaware of the
-others). Streams are context managers so that leaving them -- normally, on error or on
+The stages are authorize (may this principal call this model?), resolve (model -> upstream), the
+PHI decision (``gateway.privacy``: policy, HIPAA-eligible models), admit (rate limits and token
+reservation, one store call), redact the input (finished before the upstream call), call upstream,
+transform the answer (PHI transducers; untouched when PHI handling is off), the embedding encoding
+fix-up, and settle (each L1 package stays unaware of the others). Streams are context managers so that leaving them -- normally, on error or on
 cancellation -- always releases the upstream.
 
 Settlement (``_settle``) is the single point where a request's actual token count is known: it runs
