@@ -57,8 +57,20 @@ def chain(background: BackgroundLoop) -> Iterator[Chain]:
         background.run(fake_runner.cleanup())
 
 
+_OPEN: list[OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _client(chain: Chain, *groups: str) -> OpenAI:
-    return OpenAI(base_url=chain.gateway, api_key=identity.token(groups=groups), max_retries=0)
+    sdk = OpenAI(base_url=chain.gateway, api_key=identity.token(groups=groups), max_retries=0)
+    _OPEN.append(sdk)
+    return sdk
 
 
 def _sent(chain: Chain) -> str:

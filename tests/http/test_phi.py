@@ -51,9 +51,22 @@ def reidentifying() -> dict[str, Any]:
     return auto(reidentify=True, reidentify_groups=(CLINICIAN,))
 
 
+_OPEN: list[OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every SDK client a test made is closed after it (no socket left to the garbage collector)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def client(stack: Stack, *groups: str) -> OpenAI:
     key = identity.token(groups=groups) if groups else stack.api_key
-    return OpenAI(base_url=stack.v1, api_key=key, max_retries=0)
+    sdk = OpenAI(base_url=stack.v1, api_key=key, max_retries=0)
+    _OPEN.append(sdk)
+    return sdk
 
 
 def sent(stack: Stack) -> dict[str, Any]:
