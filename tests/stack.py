@@ -103,6 +103,7 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
             models[alias] = ModelConfig(
                 upstream="sm",
                 target=f"{dialect}-model",
+                hipaa_eligible=phi is not None,
                 sagemaker=SageMakerModelConfig(
                     endpoint_name=endpoint,
                     dialect=dialect,
