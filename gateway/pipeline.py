@@ -6,8 +6,8 @@ The stages are authorize (may this principal call this model?), resolve (model -
 PHI decision (``gateway.privacy``: policy, HIPAA-eligible models), admit (rate limits and token
 reservation, one store call), redact the input (finished before the upstream call), call upstream,
 transform the answer (PHI transducers; untouched when PHI handling is off), the embedding encoding
-fix-up, and settle (each L1 package stays unaware of the others). Streams are context managers so that leaving them -- normally, on error or on
-cancellation -- always releases the upstream.
+fix-up, and settle (each L1 package stays unaware of the others). Streams are context managers
+so that leaving them -- normally, on error or on cancellation -- always releases the upstream.
 
 Settlement (``_settle``) is the single point where a request's actual token count is known: it runs
 exactly once per admitted request, on completion, failure or client disconnect, in a task of its
