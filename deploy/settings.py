@@ -240,22 +240,39 @@ GATEWAY_CONFIG_PATH: Final = "/app/config/gateway.production.toml"
 ISSUERS: Final = ("users", "admins")
 """``auth.issuers.<name>``: the Cognito user pool and the admin pool."""
 LITELLM_API_KEY_ENV: Final = "GATEWAY__UPSTREAMS__LITELLM__API_KEY"
-GATEWAY_SECRET_NAMES: Final = frozenset({LITELLM_API_KEY_ENV})
+CACHE_AUTH_ENV: Final = "GATEWAY__LIMITS__REDIS_PASSWORD"
+"""The cache's AUTH token (the data stack's secret), so the Redis URL carries no secret."""
+GATEWAY_SECRET_NAMES: Final = frozenset({LITELLM_API_KEY_ENV, CACHE_AUTH_ENV})
 """Variables the task definition takes from Secrets Manager, never as plain values."""
 
 PENDING_GATEWAY_ENV: Final[Mapping[str, str]] = {
-    "GATEWAY__STORES__REDIS__URL": "rediss://{cache endpoint}:6380 (data stack: cache)",
-    "GATEWAY__STORES__REDIS__AUTH_TOKEN": "secret: the cache auth token (data stack)",
     "GATEWAY__STORES__POSTGRES__DSN": "postgresql://{cluster endpoint}:5433/ledger (data stack)",
     "GATEWAY__STORES__POSTGRES__PASSWORD": "secret: the ledger credentials (data stack)",
     "GATEWAY__PHI__VAULT_KMS_KEY_ARN": "the PHI vault key (data stack; the task role may use it)",
 }
-"""Variables to set once the gateway's config has ``stores``, ``phi`` and a SageMaker upstream
-(later issues). The stacks already create and wire what they point at."""
+"""Variables to set once the gateway's config has a PostgreSQL store and ``phi`` (later issues).
+The stacks already create and wire what they point at."""
 
 
 def _env_key(alias: str) -> str:
     return alias.upper().replace("-", "_")
+
+
+def gateway_workers(ctx: DeployContext) -> int:
+    """Gateway worker processes per task: one per vCPU, at least one."""
+    return max(1, ctx.settings.gateway_cpu // 1024)
+
+
+def limit_replicas(ctx: DeployContext) -> int:
+    """``limits.replicas``: workers per task x the tier's *maximum* task count.
+
+    While the cache is unreachable each process enforces limit / replicas on its own. The task
+    count moves between the tier's minimum and maximum (scaling) and the variable is fixed at
+    deploy time, so the maximum keeps the fleet at or under each limit at any scale; with fewer
+    tasks the fallback is stricter than the limit, never looser. (A rolling deployment runs old
+    and new tasks together, up to twice the count: an outage during one can exceed a limit.)
+    """
+    return gateway_workers(ctx) * ctx.settings.gateway_max_tasks
 
 
 def gateway_environment_names(ctx: DeployContext) -> frozenset[str]:
@@ -267,6 +284,8 @@ def gateway_environment_names(ctx: DeployContext) -> frozenset[str]:
         "GATEWAY__SERVER__DRAIN_TIMEOUT_S",
         "GATEWAY__UPSTREAMS__LITELLM__BASE_URL",
         "GATEWAY__UPSTREAMS__LITELLM__TOTAL_TIMEOUT_S",
+        "GATEWAY__LIMITS__REDIS_URL",
+        "GATEWAY__LIMITS__REPLICAS",
         f"GATEWAY__APPS__{_env_key(ctx.app_name)}__MODELS",
     }
     for issuer in ISSUERS:
@@ -284,21 +303,36 @@ class IssuerValues:
     client_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheValues:
+    """The cache's primary endpoint (the data stack's replication group attributes)."""
+
+    host: str
+    port: str
+
+
 def gateway_environment(
-    ctx: DeployContext, *, litellm_url: str, issuers: Mapping[str, IssuerValues]
+    ctx: DeployContext,
+    *,
+    litellm_url: str,
+    cache: CacheValues,
+    issuers: Mapping[str, IssuerValues],
 ) -> dict[str, str]:
     """The plain (non-secret) variables of the gateway container.
 
     ``issuers`` maps each name of ``ISSUERS`` to its pool. Tokens are ID tokens: Cognito puts
-    ``custom:`` attributes into access tokens only with a V2 pre-token-generation trigger.
+    ``custom:`` attributes into access tokens only with a V2 pre-token-generation trigger. The
+    cache requires TLS (``rediss://``); its AUTH token is the secret ``CACHE_AUTH_ENV``.
     """
     env = {
         "GATEWAY_CONFIG": GATEWAY_CONFIG_PATH,
         "GATEWAY__SERVER__HOST": "0.0.0.0",  # noqa: S104 (a container listens on all interfaces)
-        "GATEWAY__SERVER__WORKERS": str(max(1, ctx.settings.gateway_cpu // 1024)),
+        "GATEWAY__SERVER__WORKERS": str(gateway_workers(ctx)),
         "GATEWAY__SERVER__DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S),
         "GATEWAY__UPSTREAMS__LITELLM__BASE_URL": litellm_url,
         "GATEWAY__UPSTREAMS__LITELLM__TOTAL_TIMEOUT_S": str(MAX_REQUEST_S),
+        "GATEWAY__LIMITS__REDIS_URL": f"rediss://{cache.host}:{cache.port}/0",
+        "GATEWAY__LIMITS__REPLICAS": str(limit_replicas(ctx)),
         f"GATEWAY__APPS__{_env_key(ctx.app_name)}__MODELS": "*",
     }
     for name in ISSUERS:

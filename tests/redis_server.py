@@ -26,12 +26,14 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; ``start`` and ``stop`` may alternate (same port)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; run scripts/install --dev")
         self.binary = binary
         self.port = port or free_port()
+        self.password = password
+        """With it, the server requires AUTH (``--requirepass``)."""
         self.folder = Path(tempfile.mkdtemp(prefix="gateway-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -43,7 +45,8 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.folder),
-             "--pidfile", str(self.folder / "redis.pid")],
+             "--pidfile", str(self.folder / "redis.pid"),
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -52,7 +55,8 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    # With --requirepass a ready server refuses the unauthenticated PING.
+                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 time.sleep(0.02)

@@ -24,10 +24,12 @@ from constructs import Construct
 
 from deploy.settings import (
     ALB_IDLE_TIMEOUT_S,
+    CACHE_AUTH_ENV,
     GATEWAY_PORT,
     HEALTH_CHECK_GRACE_S,
     LITELLM_API_KEY_ENV,
     MAX_REQUEST_S,
+    CacheValues,
     DeployContext,
     IssuerValues,
     gateway_environment,
@@ -67,7 +69,9 @@ class GatewayStack(Stack):
                                          memory_limit_mib=tier.gateway_memory_mib)  # fmt: skip
         grant_invoke(ctx, task.task_role)
         data.vault_key.grant_encrypt_decrypt(task.task_role)
-        environment = gateway_environment(ctx, litellm_url=ai.url, issuers={
+        cache = CacheValues(host=data.cache.attr_primary_end_point_address,
+                            port=data.cache.attr_primary_end_point_port)  # fmt: skip
+        environment = gateway_environment(ctx, litellm_url=ai.url, cache=cache, issuers={
             "users": IssuerValues(issuer=auth.users.issuer(self.region),
                                   client_ids=(auth.users.client.user_pool_client_id,)),
             "admins": IssuerValues(issuer=auth.admins.issuer(self.region),
@@ -78,7 +82,8 @@ class GatewayStack(Stack):
             "gateway",
             image=image or ecs.ContainerImage.from_asset(str(REPO_ROOT), file="Dockerfile"),
             environment=environment,
-            secrets={LITELLM_API_KEY_ENV: data.secret_for(task, data.litellm_key)},
+            secrets={LITELLM_API_KEY_ENV: data.secret_for(task, data.litellm_key),
+                     CACHE_AUTH_ENV: data.secret_for(task, data.cache_token)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="gateway", log_group=encrypted_log_group(
                 self, "Logs", ctx, network.logs_key)),
             port_mappings=[ecs.PortMapping(container_port=GATEWAY_PORT)],
@@ -98,7 +103,7 @@ class GatewayStack(Stack):
             Acknowledgment(
                 id="AwsSolutions-ECS2",
                 reason="Non-secret settings (deploy/settings.py gateway_environment); "
-                "the LiteLLM key comes from Secrets Manager.",
+                "the LiteLLM key and the cache AUTH token come from Secrets Manager.",
             ),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", reason=vault),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:ReEncrypt*]", reason=vault),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from gateway.config.secret import Secret
 
@@ -70,8 +71,11 @@ class LimitsConfig:
     store: StoreKind = "memory"
     """`memory` (one process only) or `redis` (shared by every worker and replica)."""
     redis_url: Secret | None = None
-    """Redis URL for `store = "redis"`, e.g. redis://:password@host:6379/0 (set it via the
-    environment when it holds a password)."""
+    """Redis URL for `store = "redis"`, e.g. rediss://host:6380/0 (TLS) or redis://host:6379/0;
+    a password in the URL (redis://:password@host...) works too, but prefer `redis_password`."""
+    redis_password: Secret | None = None
+    """Password Redis checks at connection (AUTH, e.g. an ElastiCache auth token), so the URL
+    carries no secret; only with `store = "redis"` and a URL without a password of its own."""
     key_prefix: str = "gw:rl:"
     """Prefix of every Redis key the limiter writes."""
     timeout_ms: float = 50.0
@@ -91,10 +95,7 @@ class LimitsConfig:
 
     def check(self, where: str) -> Iterator[str]:
         """Problems beyond the field types."""
-        if self.store == "redis":
-            url = self.redis_url.reveal() if self.redis_url is not None else ""
-            if not url.startswith(("redis://", "rediss://", "unix://")):
-                yield f"{where}.redis_url: store 'redis' needs a redis://, rediss:// or unix:// URL"
+        yield from self._check_redis(where)
         if not 1 <= self.timeout_ms <= 5000:
             yield f"{where}.timeout_ms: must be between 1 and 5000"
         if self.retry_interval_s <= 0:
@@ -105,3 +106,32 @@ class LimitsConfig:
             yield f"{where}.reservation_ttl_s: must be >= 1"
         if self.default_max_tokens < 1:
             yield f"{where}.default_max_tokens: must be >= 1"
+
+    def _check_redis(self, where: str) -> Iterator[str]:
+        url = self.redis_url.reveal() if self.redis_url is not None else ""
+        if self.store == "redis" and not url.startswith(("redis://", "rediss://", "unix://")):
+            yield f"{where}.redis_url: store 'redis' needs a redis://, rediss:// or unix:// URL"
+        elif self.store == "redis" and not _parses(url):
+            yield f"{where}.redis_url: not a valid URL (host, or port as a number)"
+        if self.redis_password is None:
+            return
+        if self.store != "redis":
+            yield f"{where}.redis_password: only used with store = 'redis'"
+        elif _url_password(url):
+            # redis-py lets the URL's password win: two sources would hide which one is used.
+            yield f"{where}.redis_password: the redis_url carries a password too; keep one"
+
+
+def _parses(url: str) -> bool:
+    try:
+        _ = urlsplit(url).port
+    except ValueError:
+        return False
+    return True
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None

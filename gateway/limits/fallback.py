@@ -8,7 +8,9 @@ Requests are neither failed nor let through unlimited when Redis is unreachable
   ``limits.replicas`` (so the fleet as a whole stays near the limit), counted in
   ``gateway_ratelimit_fallback_total`` and flagged by the ``gateway_ratelimit_degraded`` gauge;
 - after ``limits.retry_interval_s`` one request probes Redis again (the others stay local until
-  it answers); the first success closes the breaker. Each transition is logged once.
+  it answers); the first success closes the breaker. Each transition is logged once; a refused
+  password (``StoreAuthFailed``) is handled the same way but logged as an error that names
+  ``limits.redis_password``, since waiting will not fix it.
 - A request is settled in the store that admitted it. Tokens settled locally during an outage
   are added to Redis's daily counters once it answers again (best effort: lost if this process
   stops first or Redis fails again mid-copy twice).
@@ -25,7 +27,13 @@ from dataclasses import replace
 
 from gateway import tasks
 from gateway.limits.rules import Admission
-from gateway.limits.store import LimitStore, MemoryStore, StoreUnavailable, Verdict
+from gateway.limits.store import (
+    LimitStore,
+    MemoryStore,
+    StoreAuthFailed,
+    StoreUnavailable,
+    Verdict,
+)
 from gateway.telemetry import Metrics
 
 _log = logging.getLogger("gateway.limits")
@@ -132,11 +140,18 @@ class FallbackStore:
     def _trip(self, exc: BaseException) -> None:
         if self._open_until is None:
             self._metrics.ratelimit_degraded.inc()
-            _log.warning(
-                "rate-limit store unreachable (%s); deciding locally at 1/%d of each limit",
-                type(exc).__name__,
-                self._replicas,
-            )
+            if isinstance(exc, StoreAuthFailed):
+                _log.error(
+                    "rate-limit store refused authentication (check limits.redis_password); "
+                    "deciding locally at 1/%d of each limit",
+                    self._replicas,
+                )
+            else:
+                _log.warning(
+                    "rate-limit store unreachable (%s); deciding locally at 1/%d of each limit",
+                    type(exc).__name__,
+                    self._replicas,
+                )
         self._open_until = self._clock() + self._retry_s
 
     def _admit_locally(self, admission: Admission) -> Verdict:

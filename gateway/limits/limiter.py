@@ -39,6 +39,7 @@ def open_store(config: GatewayConfig, metrics: Metrics) -> LimitStore:
         limits.redis_url.reveal(),
         key_prefix=limits.key_prefix,
         reservation_ttl_s=limits.reservation_ttl_s,
+        password=limits.redis_password.reveal() if limits.redis_password is not None else None,
     )
     return FallbackStore(
         shared,

@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 
 from gateway.limits.rules import Admission
-from gateway.limits.store import Refusal, StoreUnavailable, Verdict
+from gateway.limits.store import Refusal, StoreAuthFailed, StoreUnavailable, Verdict
 
 _ADMIT: Final = """
 local t = redis.call('TIME')
@@ -155,9 +155,14 @@ return {tonumber(redis.call('HGET', h, 'used') or '0'),
 class RedisStore:
     """``LimitStore`` on Redis (``redis.asyncio``); callers bound each call's wait."""
 
-    def __init__(self, url: str, *, key_prefix: str, reservation_ttl_s: float) -> None:
+    def __init__(
+        self, url: str, *, key_prefix: str, reservation_ttl_s: float, password: str | None = None
+    ) -> None:
         self._redis = aioredis.Redis.from_url(
             url,
+            # AUTH at connection; the config refuses a URL that carries a password as well (the
+            # URL's would win).
+            password=password,
             # One immediate retry on a broken connection replaces a pooled connection that died
             # with a restarted Redis; a Redis that is down fails again at once (refused), and
             # the caller's deadline bounds the whole call anyway.
@@ -179,6 +184,8 @@ class RedisStore:
     async def _call(script: AsyncScript, args: list[str | int]) -> object:
         try:
             return await script(args=args)
+        except AuthenticationError as exc:
+            raise StoreAuthFailed(str(exc)) from exc
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 

@@ -32,6 +32,11 @@ class StoreUnavailable(Exception):
     """The shared store did not answer (connection, protocol or server error)."""
 
 
+class StoreAuthFailed(StoreUnavailable):
+    """The shared store refused the credentials (missing or wrong password): a configuration
+    error, though handled like an outage so requests are still decided."""
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """A store's answer, with the numbers for the ``x-ratelimit-*`` headers."""

@@ -1,4 +1,8 @@
-"""Model alias -> (model config, upstream) resolution, and ownership of the upstream clients."""
+"""Model alias -> (model config, upstream) resolution, and ownership of the upstream clients.
+
+The SageMaker client stack (aioboto3, botocore: about 10 MB per worker) is imported only when a
+SageMaker upstream is configured.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from gateway.config import GatewayConfig, ModelConfig, ModelKind
 from gateway.errors import ModelNotFound
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.litellm import LiteLLMUpstream
-from gateway.upstreams.sagemaker import SageMakerUpstream
 
 
 class UpstreamRegistry:
@@ -26,6 +29,8 @@ class UpstreamRegistry:
                 case "litellm" | "openai":
                     self._upstreams[name] = LiteLLMUpstream.open(name, up)
                 case "sagemaker":
+                    from gateway.upstreams.sagemaker import SageMakerUpstream  # deferred: see above
+
                     self._upstreams[name] = await SageMakerUpstream.open(name, up)
 
     def models(self) -> Mapping[str, ModelConfig]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from deploy.settings import (
+    CACHE_PORT,
     DRAIN_TIMEOUT_S,
     GATEWAY_CONFIG_PATH,
     GATEWAY_PORT,
@@ -21,7 +22,11 @@ from deploy.settings import (
     gateway_environment_names,
 )
 from gateway.config import load_config
+from gateway.config.secret import Secret
 from gateway.errors import ConfigError
+from gateway.limits.fallback import FallbackStore
+from gateway.limits.limiter import open_store
+from gateway.telemetry import Metrics
 from tests.deploy.conftest import Synth, synthesize
 from tests.deploy.test_stacks import _gateway_container, _render
 
@@ -29,11 +34,37 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = ROOT / "config" / "gateway.production.toml"
 
 
+CACHE_HOST = "master.phi-cache.abc123.use1.cache.amazonaws.com"
+"""Stands in for the cache's primary endpoint address, known only once CloudFormation made it."""
+
+
 def _task_environment(synth: Synth) -> tuple[dict[str, str], set[str]]:
     container: dict[str, Any] = _gateway_container(synth)
-    plain = {e["Name"]: _render(e["Value"]) for e in container["Environment"]}
+    plain = {
+        e["Name"]: _render(_cache_endpoint(synth, e["Value"])) for e in container["Environment"]
+    }
     secrets = {s["Name"] for s in container["Secrets"]}
     return plain, secrets
+
+
+def _cache_endpoint(synth: Synth, value: Any) -> Any:
+    """``value`` with the imports of the cache's endpoint attributes resolved (the port from the
+    replication group's ``Port``, the host as ``CACHE_HOST``); other values unchanged."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        return {"Fn::Join": [sep, [_cache_endpoint(synth, part) for part in parts]]}
+    if not (isinstance(value, dict) and "Fn::ImportValue" in value):
+        return value
+    outputs = synth.templates["data"].to_json().get("Outputs", {})
+    exported = [o["Value"] for o in outputs.values()
+                if o.get("Export", {}).get("Name") == value["Fn::ImportValue"]]  # fmt: skip
+    caches = synth.templates["data"].find_resources("AWS::ElastiCache::ReplicationGroup")
+    ((cache_id, cache),) = caches.items()
+    if exported == [{"Fn::GetAtt": [cache_id, "PrimaryEndPoint.Port"]}]:
+        return str(cache["Properties"]["Port"])
+    if exported == [{"Fn::GetAtt": [cache_id, "PrimaryEndPoint.Address"]}]:
+        return CACHE_HOST
+    return value
 
 
 def _with_secrets(plain: dict[str, str], secrets: set[str]) -> dict[str, str]:
@@ -62,6 +93,26 @@ def test_every_variable_is_accepted_by_the_gateway_loader(synth: Synth) -> None:
     assert config.auth.dev_issuer.enabled is False
     assert synth.ctx.app_name in config.apps
     assert config.upstreams["litellm"].api_key is not None
+    assert config.limits.store == "redis"
+    assert config.limits.redis_url is not None
+    assert config.limits.redis_url.reveal() == f"rediss://{CACHE_HOST}:{CACHE_PORT}/0"
+    assert config.limits.redis_password == Secret("secret-from-secrets-manager")
+    assert config.limits.replicas == config.server.workers * synth.ctx.settings.gateway_max_tasks
+
+
+async def test_limits_configured_in_production_use_the_shared_store(synth: Synth) -> None:
+    """With a limit rule, several workers need Redis: the production config has it, memory fails."""
+    env = _with_secrets(*_task_environment(synth))
+    with_rule = PRODUCTION.read_text() + '\n[tenants."*".limits]\nrequests_per_minute = 600\n'
+    config = load_config(with_rule, env)
+    assert config.has_limits
+    store = open_store(config, Metrics())
+    assert isinstance(store, FallbackStore)
+    await store.aclose()
+    if config.server.workers > 1:
+        memory = with_rule.replace('store = "redis"', 'store = "memory"')
+        with pytest.raises(ConfigError, match=r"limits\.store: 'memory'"):
+            load_config(memory, env)
 
 
 def test_each_variable_changes_the_config(synth: Synth) -> None:
@@ -79,8 +130,9 @@ def test_each_variable_changes_the_config(synth: Synth) -> None:
 
 
 def test_production_config_is_refused_without_the_task_environment() -> None:
-    with pytest.raises(ConfigError, match="no issuer"):
+    with pytest.raises(ConfigError, match="no issuer") as info:
         load_config(PRODUCTION.read_text(), {})
+    assert "limits.redis_url: store 'redis' needs" in str(info.value)
 
 
 @pytest.mark.parametrize("name", sorted(PENDING_GATEWAY_ENV))

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from gateway.config import GatewayConfig, LimitRuleConfig, load_config
+from gateway.config import GatewayConfig, LimitRuleConfig, Secret, load_config
 from gateway.context import Principal
 from gateway.errors import ConfigError, InvalidRequest
 from gateway.limits.rules import LimitRules, estimate_chat_prompt
@@ -138,3 +138,14 @@ def test_prompt_estimate_counts_text_parts_and_tool_arguments() -> None:
         ]
     }  # fmt: skip
     assert estimate_chat_prompt(body) == 4  # (4 + 8 + 2 bytes) / 4, rounded up
+
+
+@pytest.mark.parametrize(
+    "url", ["rediss://cache.internal:port/0", "redis://[::1/0", "redis://127.0.0.1:70000/0"]
+)
+def test_a_redis_url_that_does_not_parse_is_refused_at_load(url: str) -> None:
+    """Caught by the config check, not by the Redis client when the first worker starts."""
+    with pytest.raises(ConfigError, match=r"limits\.redis_url: not a valid URL"):
+        _load(store="redis", env={"GATEWAY__LIMITS__REDIS_URL": url})
+    config = _load(store="redis", env={"GATEWAY__LIMITS__REDIS_URL": "rediss://h:6380/0"})
+    assert config.limits.redis_url == Secret("rediss://h:6380/0")
