@@ -15,6 +15,7 @@ import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from gateway.config.secret import Secret
 
@@ -116,7 +117,10 @@ class PhiConfig:
     """`memory` (one process; the embedded default) or `redis` (shared by every worker and
     replica, so a conversation continues on any of them)."""
     redis_url: Secret | None = None
-    """Redis URL for `vault = "redis"` (set it via the environment when it holds a password)."""
+    """Redis URL for `vault = "redis"`, e.g. rediss://host:6380/0 (set it via the environment)."""
+    redis_password: Secret | None = None
+    """Password Redis checks at connection (AUTH, e.g. an ElastiCache auth token), so the URL
+    carries no secret; only with `vault = "redis"` and a URL without a password of its own."""
     key_prefix: str = "gw:phi:"
     """Prefix of the vault's Redis keys."""
     timeout_ms: float = 250.0
@@ -151,6 +155,10 @@ class PhiConfig:
                 yield f"{where}.redis_url: vault 'redis' needs a redis://, rediss:// or unix:// URL"
             if self.vault_key is None:
                 yield f"{where}.vault_key: vault 'redis' is shared, so it needs a configured key"
+            if self.redis_password is not None and _url_password(url):
+                yield f"{where}.redis_password: the redis_url carries a password too; keep one"
+        elif self.redis_password is not None:
+            yield f"{where}.redis_password: only used with vault = 'redis'"
         if self.vault_key is not None and self.key_bytes is None:
             yield f"{where}.vault_key: must be 32 bytes, base64-encoded"
         if not 1 <= self.timeout_ms <= 10_000:
@@ -159,6 +167,13 @@ class PhiConfig:
             yield f"{where}.max_input_bytes: must be at least 1024"
         if self.inline_bytes < 0:
             yield f"{where}.inline_bytes: must be >= 0"
+
+
+def _url_password(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
 
 
 def _check_reidentify(reidentify: bool, groups: tuple[str, ...], where: str) -> Iterator[str]:

@@ -24,10 +24,19 @@ from gateway.phi.vault import SealedVault, Sealer
 class RedisVault(SealedVault):
     """Sealed placeholders in Redis hashes, shared by every worker and replica."""
 
-    def __init__(self, url: str, sealer: Sealer, *, key_prefix: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        sealer: Sealer,
+        *,
+        key_prefix: str,
+        timeout_s: float,
+        password: str | None = None,
+    ) -> None:
         super().__init__(sealer)
         self._redis = aioredis.Redis.from_url(
             url,
+            password=password,  # AUTH at connection (the config refuses a URL with one too)
             retry=Retry(NoBackoff(), 1),
             socket_connect_timeout=1.0,
             health_check_interval=0,

@@ -81,6 +81,7 @@ def open_vault(config: GatewayConfig) -> Vault:
             sealer,
             key_prefix=phi.key_prefix,
             timeout_s=phi.timeout_ms / 1000,
+            password=None if phi.redis_password is None else phi.redis_password.reveal(),
         )
     return MemoryVault(sealer)
 

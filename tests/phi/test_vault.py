@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from gateway.errors import RedactionFailed
 from gateway.phi.redis_vault import RedisVault
 from gateway.phi.vault import MemoryVault, SealedVault, Sealer
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 
 KEY = bytes(range(32))
 NAME = "[PHI_NAME_1]"
@@ -151,3 +151,25 @@ async def test_unreachable_redis_fails_closed() -> None:
             await vault.save("t", "c", {NAME: "Jane Doe"}, 60)
     finally:
         await vault.aclose()
+
+
+async def test_redis_password_authenticates_and_a_wrong_one_fails_closed() -> None:
+    password = os.urandom(12).hex()
+    server = RedisServer(password=password).start()
+    try:
+        vault = RedisVault(
+            server.url, Sealer(KEY), key_prefix="p:", timeout_s=2.0, password=password
+        )
+        wrong = RedisVault(
+            server.url, Sealer(KEY), key_prefix="p:", timeout_s=2.0, password=password[::-1]
+        )
+        try:
+            await vault.save("t", "c", {NAME: "Jane Doe"}, 60)
+            assert await vault.load("t", "c") == {NAME: "Jane Doe"}
+            with pytest.raises(RedactionFailed, match="unavailable"):
+                await wrong.load("t", "c")
+        finally:
+            await vault.aclose()
+            await wrong.aclose()
+    finally:
+        server.close()

@@ -203,3 +203,14 @@ def test_unmaskable_fields_are_refused() -> None:
         with pytest.raises(InvalidRequest) as err:
             refuse_unmaskable({field: value})
         assert err.value.param == field
+
+
+def test_vault_redis_password_rules() -> None:
+    text = BASE + '[phi]\nvault = "redis"\nredis_url = "rediss://:inline@cache:6380/0"\n'
+    env = {"GATEWAY__PHI__VAULT_KEY": KEY, "GATEWAY__PHI__REDIS_PASSWORD": "token"}
+    with pytest.raises(ConfigError, match="carries a password too"):
+        load_config(text, env)
+    config = load_config(text.replace(":inline@", ""), env)
+    assert config.phi.redis_password is not None
+    with pytest.raises(ConfigError, match="only used with vault = 'redis'"):
+        load_config(BASE, {"GATEWAY__PHI__REDIS_PASSWORD": "token"})
