@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import aioboto3  # noqa: F401 -- imported here, not lazily on the gateway's event loop (blockbuster)
 import pytest
 from openai import OpenAI
 
