@@ -127,7 +127,7 @@ def _config() -> GatewayConfig:
 def _pipeline(config: GatewayConfig, ledger: Ledger | None) -> Pipeline:
     model = config.models["m"]
     registry = cast("UpstreamRegistry", _Registry(model))
-    return Pipeline(registry, AccessPolicy(config), Metrics(), None, ledger)
+    return Pipeline(registry, AccessPolicy(config), Metrics(), None, ledger=ledger)
 
 
 async def _round(pipeline: Pipeline, *, stream: bool, count: int) -> list[int]:

@@ -25,7 +25,9 @@ from gateway.keys import (
 from gateway.limits.limiter import Limiter, open_store
 from gateway.metering.ledger import open_ledger
 from gateway.middleware import build_middlewares, install_response_hooks
+from gateway.phi.vault import Vault
 from gateway.pipeline import Pipeline
+from gateway.privacy import Privacy
 from gateway.routes import PUBLIC_PATHS, add_routes
 from gateway.tasks import InFlight
 from gateway.telemetry import Metrics, SnapshotDir
@@ -39,6 +41,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     snapshots: SnapshotDir | None = None
     """Set when several workers share a port, so /metrics can merge them."""
+    vault: Vault | None = None
+    """The PHI vault; default: the one ``[phi]`` configures (tests inject failing ones)."""
 
 
 def create_app(config: GatewayConfig, services: Services | None = None) -> web.Application:
@@ -58,15 +62,21 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     registry = UpstreamRegistry(config)
     limiter = Limiter(config, open_store(config, services.metrics))
     ledger = open_ledger(config.metering, services.metrics)
+    privacy = Privacy(config, services.vault)
     app[CONFIG] = config
     app[METRICS] = services.metrics
     app[IN_FLIGHT] = InFlight()
     app[AUTHENTICATOR] = authenticator
     app[POLICY] = policy
     app[LIMITER] = limiter
-    # Without any limit the pipeline skips admission and settlement altogether.
+    # Without any limit the pipeline skips admission and the limiter's settle hook.
     app[PIPELINE] = Pipeline(
-        registry, policy, services.metrics, limiter if limiter.rules.enabled else None, ledger
+        registry,
+        policy,
+        services.metrics,
+        limiter if limiter.rules.enabled else None,
+        ledger=ledger,
+        privacy=privacy,
     )
     if ledger is not None:
         app[LEDGER] = ledger
@@ -79,6 +89,7 @@ def create_app(config: GatewayConfig, services: Services | None = None) -> web.A
     app.cleanup_ctx.append(lifecycle.limit_store(limiter))
     if ledger is not None:
         app.cleanup_ctx.append(lifecycle.usage_ledger(ledger, config.metering.drain_timeout_s))
+    app.cleanup_ctx.append(lifecycle.service(privacy))
     app.cleanup_ctx.append(lifecycle.metrics_snapshots)
     app.on_shutdown.append(lifecycle.drain)
     return app

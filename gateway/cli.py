@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -51,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "key":
         return _key(args)
+    if args.command == "phi-key":
+        print(base64.b64encode(os.urandom(32)).decode())
+        return 0
     environ = process_environ()
     path = args.config or config_path_from_env(environ)
     if path is None and args.command == "demo":
@@ -116,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("--name", required=True, help="the key's name in [api_keys]")
     key.add_argument("--tenant", required=True)
     key.add_argument("--app")
+    sub.add_parser("phi-key", help="print a new PHI vault key (for GATEWAY__PHI__VAULT_KEY)")
     return parser
 
 
@@ -303,6 +309,13 @@ for e in c.chat.completions.create(model="{chat}", stream=True,
         messages=[{{"role": "user", "content": "Hello"}}]):
     print(e.choices[0].delta.content or "" if e.choices else "", end="", flush=True)
 print()'
+
+PHI redaction (the fake model echoes the redacted prompt it received; a token with
+`--group clinician` gets the placeholders turned back into the originals):
+  curl {base}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "{chat}", "enable_phi": true, "messages": [{{"role": "user",
+         "content": "Patient Jane Doe, MRN: A1234567, call 212-555-0199"}}]}}'
 
 Also: {base}/v1/models  {base}/metrics  {base}/readyz   (Ctrl-C stops)
 """, flush=True)  # fmt: skip

@@ -65,6 +65,23 @@ class RequestContext:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PhiOptions:
+    """What a chat request asks of PHI handling (gateway fields, never forwarded upstream)."""
+
+    enable: bool | None = None
+    """``enable_phi``: opt in (policy ``manual``); None when absent."""
+    categories: tuple[str, ...] = ()
+    """``phi_categories``: categories added to the policy's for this request (implies opt-in)."""
+    conversation_id: str | None = None
+    """``conversation_id`` body field or ``X-Conversation-Id`` header: the vault scope."""
+
+    @property
+    def requested(self) -> bool:
+        """The request asks for PHI handling."""
+        return bool(self.enable) or bool(self.categories)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChatRequest:
     """A validated chat completion request."""
 
@@ -73,6 +90,7 @@ class ChatRequest:
     stream: bool
     body: JSONObject
     """The allow-listed OpenAI body as received (``model`` is still the alias)."""
+    phi: PhiOptions = field(default_factory=PhiOptions)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -52,6 +52,12 @@ class Behaviour:
     """Send an event that is not JSON."""
     omit_done: bool = False
     """End the stream without ``[DONE]``."""
+    piece_chars: int | None = None
+    """Stream the reply in pieces of this many characters instead of word by word."""
+    tool_arguments: str | None = None
+    """The arguments of the tool call answered when the request has tools (default: weather)."""
+    extra_delta: dict[str, Any] | None = None
+    """Merged into every content delta (a stream shape a client may not expect)."""
 
 
 JWKS_PATH = "/dev-issuer/.well-known/jwks.json"
@@ -135,7 +141,11 @@ class FakeOpenAI:
                          "finish_reason": None}])  # fmt: skip
         if behaviour.malformed:
             await response.write(b"data: {this is not json\n\n")
-        pieces = _tool_pieces(body) if body.get("tools") else _tokens(_reply(body, behaviour))
+        pieces = (
+            _tool_pieces(body, behaviour)
+            if body.get("tools")
+            else _tokens(_reply(body, behaviour), behaviour)
+        )
         for count, piece in enumerate(pieces):
             if count == behaviour.stall_after:
                 await asyncio.sleep(3600)
@@ -151,7 +161,8 @@ class FakeOpenAI:
                 return
             if behaviour.chunk_delay_s:
                 await asyncio.sleep(behaviour.chunk_delay_s)
-            await send([{"index": i, "delta": piece, "finish_reason": None} for i in range(n)])
+            delta = {**piece, **(behaviour.extra_delta or {})}
+            await send([{"index": i, "delta": delta, "finish_reason": None} for i in range(n)])
         finish = "tool_calls" if body.get("tools") else "stop"
         await send([{"index": i, "delta": {}, "finish_reason": finish} for i in range(n)])
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -197,20 +208,34 @@ def _error_response(behaviour: Behaviour) -> web.Response:
 def _reply(body: dict[str, Any], behaviour: Behaviour) -> str:
     if behaviour.text is not None:
         return behaviour.text
+    last = _last_user_text(body)
+    if "[PHI_" in last:  # a redacted prompt: echo it, so re-identification can be seen
+        return f"I received: {last}"
     digest = hashlib.sha256(orjson.dumps(body.get("messages"))).digest()
     start = digest[0] % len(_SENTENCES)
     return " ".join(itertools.islice(itertools.cycle(_SENTENCES), start, start + 2))
 
 
-def _tokens(text: str) -> list[dict[str, Any]]:
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else ""
+    return ""
+
+
+def _tokens(text: str, behaviour: Behaviour | None = None) -> list[dict[str, Any]]:
+    size = behaviour.piece_chars if behaviour is not None else None
+    if size:
+        return [{"content": text[i : i + size]} for i in range(0, len(text), size)]
     words = text.split(" ")
     return [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
 
 
-def _tool_pieces(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _tool_pieces(body: dict[str, Any], behaviour: Behaviour) -> list[dict[str, Any]]:
     function = (body["tools"][0] or {}).get("function") or {}
     name = str(function.get("name", "tool"))
-    args = '{"location": "Paris", "unit": "celsius"}'
+    args = behaviour.tool_arguments or '{"location": "Paris", "unit": "celsius"}'
     first = {"tool_calls": [{"index": 0, "id": "call_fake1", "type": "function",
                              "function": {"name": name, "arguments": ""}}]}  # fmt: skip
     rest = [
@@ -222,7 +247,7 @@ def _tool_pieces(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _usage(body: dict[str, Any], behaviour: Behaviour) -> dict[str, int]:
     prompt = len(orjson.dumps(body.get("messages"))) // 4
-    completion = len(_tokens(_reply(body, behaviour))) * int(body.get("n") or 1)
+    completion = len(_tokens(_reply(body, behaviour), behaviour)) * int(body.get("n") or 1)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion}  # fmt: skip
 
@@ -230,7 +255,7 @@ def _usage(body: dict[str, Any], behaviour: Behaviour) -> dict[str, int]:
 def _completion(body: dict[str, Any], behaviour: Behaviour) -> dict[str, Any]:
     n = int(body.get("n") or 1)
     if body.get("tools"):
-        pieces = _tool_pieces(body)
+        pieces = _tool_pieces(body, behaviour)
         call = pieces[0]["tool_calls"][0]
         call["function"]["arguments"] = "".join(
             p["tool_calls"][0]["function"]["arguments"] for p in pieces[1:]

@@ -2,11 +2,12 @@
 
     admit -> redact input -> call upstream -> transform stream -> settle
 
-Today's stages are authorize (may this principal call this model?), resolve (model -> upstream),
-admit (rate limits and token reservation, one store call), call upstream, the embedding encoding
-fix-up, and settle; redaction and transducers plug in here too (each L1 package stays unaware of the
-others). Streams are context managers so that leaving them -- normally, on error or on
-cancellation -- always releases the upstream.
+The stages are authorize (may this principal call this model?), resolve (model -> upstream), the
+PHI decision (``gateway.privacy``: policy, HIPAA-eligible models), admit (rate limits and token
+reservation, one store call), redact the input (finished before the upstream call), call upstream,
+transform the answer (PHI transducers; untouched when PHI handling is off), the embedding encoding
+fix-up, and settle (each L1 package stays unaware of the others). Streams are context managers
+so that leaving them -- normally, on error or on cancellation -- always releases the upstream.
 
 Settlement is the single point where a request's actual token count is known: every request that
 reaches an upstream is metered (``gateway/settlement.py``: outcome, usage record, ledger queue) and
@@ -39,6 +40,7 @@ from gateway.errors import (
 )
 from gateway.limits.limiter import Limiter, Ticket
 from gateway.metering.ledger import Ledger
+from gateway.privacy import Privacy
 from gateway.settlement import (
     Call,
     Settling,
@@ -62,7 +64,9 @@ class Pipeline:
         policy: AccessPolicy,
         metrics: Metrics,
         limiter: Limiter | None = None,
+        *,
         ledger: Ledger | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         self._registry = registry
         self._policy = policy
@@ -70,6 +74,7 @@ class Pipeline:
         self._limiter = limiter
         self._ledger = ledger
         self._settling = Settling(ledger)
+        self._privacy = privacy
 
     def models(self, ctx: RequestContext) -> Mapping[str, ModelConfig]:
         """The models the caller may call, by alias (exactly what invocation accepts)."""
@@ -98,15 +103,20 @@ class Pipeline:
             GatewayError: unknown model or upstream failure.
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
+        phi = None if self._privacy is None else await self._privacy.begin(ctx, request, model)
         ticket, body = await self._admit_chat(ctx, request)
         call = Call(ctx=ctx, alias=request.model, model=model, upstream=upstream.name, body=body,
                     endpoint="chat", stream=False)  # fmt: skip
         meter = UsageMeter()
         try:
+            if phi is not None:
+                body = await phi.redact(body)  # finished before anything goes upstream
             with self._settling.open(call) as meter, self._observe(upstream.name):
                 payload = await upstream.complete(_upstream_request(ctx, body, model))
                 _require_object(payload, upstream.name)
                 meter.payload(payload.obj)
+            if phi is not None:
+                phi.completion(payload)
         finally:
             self._settle(ticket, meter)
         return payload
@@ -121,6 +131,7 @@ class Pipeline:
             GatewayError: unknown model, or upstream failure before or during the stream.
         """
         model, upstream = self._resolve(ctx, request.model, "chat")
+        phi = None if self._privacy is None else await self._privacy.begin(ctx, request, model)
         ticket, body = await self._admit_chat(ctx, request)
         strip = self._ledger is not None and not client_wants_usage(body)
         if self._ledger is not None:
@@ -129,9 +140,12 @@ class Pipeline:
                     endpoint="chat", stream=True)  # fmt: skip
         meter = UsageMeter()
         try:
+            if phi is not None:
+                body = await phi.redact(body)  # finished before anything goes upstream
             with self._settling.open(call) as meter, self._observe(upstream.name):
                 async with upstream.stream(_upstream_request(ctx, body, model)) as chunks:
-                    yield _metered(chunks, meter, strip=strip)
+                    out = _metered(chunks, meter, strip=strip)
+                    yield out if phi is None else phi.stream(out)
         finally:
             self._settle(ticket, meter)
 
@@ -142,6 +156,8 @@ class Pipeline:
             GatewayError: unknown model or upstream failure.
         """
         model, upstream = self._resolve(ctx, request.model, "embedding")
+        if self._privacy is not None:
+            self._privacy.guard_embedding(_principal(ctx), model, request.model)
         ticket = None
         if self._limiter is not None:
             ticket = await self._limiter.admit_embedding(

@@ -7,14 +7,17 @@ fields the gateway or its upstreams rely on, so a malformed request is answered 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
-from gateway.context import ChatRequest, EmbeddingRequest
+from gateway.context import ChatRequest, EmbeddingRequest, PhiOptions
 from gateway.errors import InvalidRequest
 from gateway.wire import CHAT_FIELDS, EMBEDDING_FIELDS, JSONObject, WireError, loads_object, pick
 
 ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _MAX_N: Final = 128
+CONVERSATION_HEADER: Final = "X-Conversation-Id"
+_CONVERSATION_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def parse_body(raw: bytes) -> JSONObject:
@@ -31,8 +34,8 @@ def parse_body(raw: bytes) -> JSONObject:
         raise InvalidRequest(f"request body is not valid: {exc}") from exc
 
 
-def chat_request(body: JSONObject) -> ChatRequest:
-    """Validate a chat completion body.
+def chat_request(body: JSONObject, *, conversation_header: str | None = None) -> ChatRequest:
+    """Validate a chat completion body (``conversation_header``: ``X-Conversation-Id``).
 
     Raises:
         InvalidRequest: the first problem found, with ``param`` set.
@@ -64,7 +67,45 @@ def chat_request(body: JSONObject) -> ChatRequest:
         isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
         raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
-    return ChatRequest(model=model, stream=bool(stream), body=pick(body, CHAT_FIELDS))
+    return ChatRequest(
+        model=model,
+        stream=bool(stream),
+        body=pick(body, CHAT_FIELDS),
+        phi=phi_options(body, conversation_header),
+    )
+
+
+def phi_options(body: JSONObject, conversation_header: str | None) -> PhiOptions:
+    """The gateway's PHI fields: ``enable_phi``, ``phi_categories``, ``conversation_id``.
+
+    Raises:
+        InvalidRequest: a field of the wrong type, or two different conversation ids.
+    """
+    enable = _optional(body, "enable_phi", bool, "a boolean")
+    categories = body.get("phi_categories")
+    if categories is not None and not (
+        isinstance(categories, list) and all(isinstance(c, str) for c in categories)
+    ):
+        raise InvalidRequest("'phi_categories' must be an array of strings", param="phi_categories")
+    conversation = _optional(body, "conversation_id", str, "a string")
+    if conversation_header is not None:
+        if conversation is not None and conversation != conversation_header:
+            raise InvalidRequest(
+                f"'conversation_id' and the {CONVERSATION_HEADER} header differ",
+                param="conversation_id",
+            )
+        conversation = conversation_header
+    if conversation is not None and not _CONVERSATION_ID.fullmatch(conversation):
+        raise InvalidRequest(
+            "'conversation_id' must be 1-128 characters of letters, digits and . _ : - "
+            "(starting with a letter or digit)",
+            param="conversation_id",
+        )
+    return PhiOptions(
+        enable=enable,
+        categories=tuple(dict.fromkeys(c.upper() for c in categories or ())),
+        conversation_id=conversation,
+    )
 
 
 def embedding_request(body: JSONObject) -> EmbeddingRequest:

@@ -30,6 +30,7 @@ from gateway.config import (
     LimitsConfig,
     MeteringConfig,
     ModelConfig,
+    PhiConfig,
     PricingConfig,
     SageMakerModelConfig,
     Secret,
@@ -43,6 +44,7 @@ from gateway.limits.limiter import Limiter
 from gateway.metering.ledger import Ledger
 from gateway.metering.records import UsageRecord
 from gateway.metering.sink import UsageQuery
+from gateway.phi.vault import Vault
 from gateway.telemetry import Metrics
 from tests import identity
 from tests.fakes.sagemaker import FakeEndpoint, FakeSageMaker, start_fake_sagemaker
@@ -93,10 +95,12 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
     tenant: Mapping[str, Any] | None = None,
     limits: Mapping[str, Any] | None = None,
     metering: Mapping[str, Any] | None = None,
+    phi: Mapping[str, Any] | None = None,
 ) -> GatewayConfig:
     """A test configuration: the test issuer, tenant ``tests`` allowed every model (``tenant``: more
     of its settings, e.g. ``limits``), one fake upstream, a chat and an embedding model; with
-    ``sagemaker_url``, a SageMaker upstream (``sagemaker`` overrides its settings) and models."""
+    ``sagemaker_url``, a SageMaker upstream (``sagemaker`` overrides its settings) and models;
+    with ``phi`` (``[phi]`` settings), also ``test-hipaa``, a HIPAA-eligible chat model."""
     upstreams = {
         "fake": UpstreamConfig(
             base_url=upstream_url, api_key=Secret(UPSTREAM_KEY), **(upstream or {})
@@ -109,6 +113,8 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
         "test-embed": ModelConfig(upstream="fake", target="fake-embed", kind="embedding"),
         "hidden": ModelConfig(upstream="fake", target="fake-chat", status="disabled"),
     }
+    if phi is not None:
+        models["test-hipaa"] = ModelConfig(upstream="fake", target="fake-chat", hipaa_eligible=True)
     if sagemaker_url is not None:
         settings = {"region": "us-east-1", "max_retries": 0, **(sagemaker or {})}
         upstreams["sm"] = UpstreamConfig(kind="sagemaker", endpoint_url=sagemaker_url, **settings)
@@ -116,6 +122,7 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
             models[alias] = ModelConfig(
                 upstream="sm",
                 target=f"{dialect}-model",
+                hipaa_eligible=phi is not None,
                 sagemaker=SageMakerModelConfig(
                     endpoint_name=endpoint,
                     dialect=dialect,
@@ -129,6 +136,7 @@ def make_config(  # noqa: PLR0913 -- one keyword per overridable section
         tenants={identity.TENANT: TenantConfig(**{"models": ("*",), **(tenant or {})})},
         limits=LimitsConfig(**(limits or {})),
         metering=test_metering(**(metering or {})),
+        phi=PhiConfig(**(phi or {})),
         upstreams=upstreams,
         models=models,
     )
@@ -221,10 +229,12 @@ async def _serve_one(route: web.RouteDef) -> tuple[web.AppRunner, int]:
     return runner, int(runner.addresses[0][1])
 
 
-async def start_gateway(config: GatewayConfig, metrics: Metrics) -> tuple[web.AppRunner, int]:
+async def start_gateway(
+    config: GatewayConfig, metrics: Metrics, vault: Vault | None = None
+) -> tuple[web.AppRunner, int]:
     """Serve the gateway app on loopback port 0 (handler cancellation on, as in production)."""
     runner = web.AppRunner(
-        create_app(config, Services(metrics=metrics)),
+        create_app(config, Services(metrics=metrics, vault=vault)),
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=5.0,
@@ -245,6 +255,8 @@ def open_stack(  # noqa: PLR0913 -- one keyword per overridable section
     tenant: Mapping[str, Any] | None = None,
     limits: Mapping[str, Any] | None = None,
     metering: Mapping[str, Any] | None = None,
+    phi: Mapping[str, Any] | None = None,
+    vault: Vault | None = None,
 ) -> Stack:
     """Start the fake upstream and the gateway in front of it; with ``sagemaker`` (upstream
     settings, ``{}`` for the defaults) also the fake SageMaker runtime, one endpoint per dialect.
@@ -271,9 +283,10 @@ def open_stack(  # noqa: PLR0913 -- one keyword per overridable section
         tenant=tenant,
         limits=limits,
         metering=metering,
+        phi=phi,
     )
     metrics = Metrics()
-    runner, port = background.run(start_gateway(config, metrics))
+    runner, port = background.run(start_gateway(config, metrics, vault))
     return Stack(
         url=f"http://127.0.0.1:{port}",
         fake=fake,

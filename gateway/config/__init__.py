@@ -23,6 +23,13 @@ from gateway.config.loader import (
     process_environ,
 )
 from gateway.config.metering import MeteringConfig, PricingConfig, SinkKind
+from gateway.config.phi import (
+    PhiConfig,
+    PhiMode,
+    PhiOverrideConfig,
+    PhiPolicyConfig,
+    VaultKind,
+)
 from gateway.config.schema import (
     ChatTemplate,
     GatewayConfig,
@@ -58,6 +65,10 @@ __all__ = [
     "ModelConfig",
     "ModelKind",
     "ModelStatus",
+    "PhiConfig",
+    "PhiMode",
+    "PhiOverrideConfig",
+    "PhiPolicyConfig",
     "PricingConfig",
     "SageMakerDialect",
     "SageMakerModelConfig",
@@ -68,6 +79,7 @@ __all__ = [
     "TenantConfig",
     "UpstreamConfig",
     "UpstreamKind",
+    "VaultKind",
     "config_path_from_env",
     "load_config",
     "load_config_file",

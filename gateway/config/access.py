@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gateway.config.limits import LimitRuleConfig
+from gateway.config.phi import PhiOverrideConfig, PhiPolicyConfig
 from gateway.config.secret import Secret
 
 TOKEN_USES = ("access", "id")
@@ -158,6 +159,8 @@ class TenantConfig:
     """Limits shared by all of the tenant's requests (for `*`: each unlisted tenant its own)."""
     user_limits: LimitRuleConfig | None = None
     """Limits of each user of the tenant (the token's app user id, else its subject)."""
+    phi: PhiPolicyConfig = field(default_factory=PhiPolicyConfig)
+    """The tenant's PHI policy."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +171,8 @@ class AppConfig:
     """Model aliases usable through this app (narrows the tenant's list); `*` = no narrowing."""
     limits: LimitRuleConfig | None = None
     """Limits of the app, per tenant using it."""
+    phi: PhiOverrideConfig = field(default_factory=PhiOverrideConfig)
+    """Overrides of the tenants' PHI policies for requests of this app."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

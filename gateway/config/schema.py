@@ -22,6 +22,7 @@ from gateway.config.access import (
 )
 from gateway.config.limits import LimitsConfig
 from gateway.config.metering import MeteringConfig, PricingConfig
+from gateway.config.phi import PhiConfig
 from gateway.config.secret import Secret
 
 UpstreamKind = Literal["litellm", "openai", "sagemaker"]
@@ -200,6 +201,9 @@ class ModelConfig:
     name."""
     pricing: PricingConfig = field(default_factory=PricingConfig)
     """Price per million input/output tokens and markup (default: free)."""
+    hipaa_eligible: bool = False
+    """Covered by a BAA: only such models may be called while PHI handling is on for a request
+    (others answer 403 `model_not_hipaa_eligible`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +219,7 @@ class GatewayConfig:
     models: Mapping[str, ModelConfig]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
+    phi: PhiConfig = field(default_factory=PhiConfig)
 
     @property
     def has_limits(self) -> bool:

@@ -16,12 +16,13 @@ from gateway.errors import PermissionDenied
 
 ALLOWED_REQUEST_HEADERS: Final = frozenset(
     {"authorization", "content-type", "openai-organization", "openai-project", "openai-beta",
-     "x-api-key", "x-request-id"}
+     "x-api-key", "x-request-id", "x-conversation-id"}
 )  # fmt: skip
 EXPOSED_HEADERS: Final = ", ".join(
     ("x-request-id", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
      "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-     "x-ratelimit-reset-tokens", "retry-after", "retry-after-ms", "x-should-retry")
+     "x-ratelimit-reset-tokens", "retry-after", "retry-after-ms", "x-should-retry",
+     "x-conversation-id")
 )  # fmt: skip
 _MAX_AGE_S: Final = "600"
 

@@ -21,6 +21,10 @@ from gateway.phi.categories import DEFAULT_CATEGORIES, Category
 from gateway.phi.engine import Pattern, Spans
 from gateway.phi.patterns import RULES, Rule
 
+_CONTEXTS = ("", "a", " ")
+"""Left contexts for the first-character table: start of text, after a word character, after a
+non-word character."""
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -54,7 +58,7 @@ class Detector:
     per request.
     """
 
-    __slots__ = ("_all", "_bounds", "_by_first", "_categories", "_prefix", "max_hold")
+    __slots__ = ("_all", "_bounds", "_by_first", "_categories", "_prefix", "_starts", "max_hold")
 
     def __init__(self, categories: Iterable[Category] = DEFAULT_CATEGORIES) -> None:
         self._categories = frozenset(categories)
@@ -72,13 +76,20 @@ class Detector:
         for r in rules:
             pattern = Pattern(r.node.full())
             self._all.append(_Compiled(r, pattern, pattern.groupindex.get(f"{r.name}_v")))
-        # Rules that may start with each ASCII character (prefix language of one character;
-        # word boundaries do not count there, so the lists are supersets), in rule order.
+        # Rules that may start with each ASCII character, in rule order: the prefix language of
+        # one character after a word character, after a space and at the start, so word
+        # boundaries on either side count (a `\b` before ":" holds only after a word character).
         starts = [Pattern(r.node.prefix(), capture=False) for r in rules]
         self._by_first: dict[str, list[_Compiled]] = {
-            chr(code): [c for c, p in zip(self._all, starts, strict=True) if p.fullmatch(chr(code))]
+            chr(code): [
+                c
+                for c, p in zip(self._all, starts, strict=True)
+                if any(p.earliest_full(ctx + chr(code), len(ctx)) == len(ctx) for ctx in _CONTEXTS)
+            ]
             for code in range(128)
         }
+        self._starts = frozenset(ch for ch, rules_at in self._by_first.items() if rules_at)
+        """ASCII characters some rule may start with (a superset: word boundaries ignored)."""
         self.max_hold = max(r.node.max_len() for r in rules)
         """Upper bound on ``len(text) - hold_from(text)``."""
 
@@ -127,4 +138,5 @@ class Detector:
         """The earliest index ``i >= pos`` such that ``text[i:]`` is a non-empty prefix of some
         rule match starting at ``i`` (a match could still start there or grow), else
         ``len(text)``."""
-        return self._prefix.earliest_full(text, max(pos, len(text) - self.max_hold))
+        start = max(pos, len(text) - self.max_hold)
+        return self._prefix.earliest_full(text, start, starts=self._starts)

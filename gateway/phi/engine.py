@@ -68,14 +68,19 @@ class Pattern:
         """Whether the pattern matches all of ``text``."""
         return self._re.fullmatch(text) is not None
 
-    def earliest_full(self, text: str, first: int, *, fast: bool = True) -> int:
+    def earliest_full(
+        self, text: str, first: int, *, fast: bool = True, starts: frozenset[str] | None = None
+    ) -> int:
         """The smallest ``i >= first`` such that the pattern matches all of ``text[i:]`` and
-        ``i < len(text)``, else ``len(text)``."""
+        ``i < len(text)``, else ``len(text)``. ``starts``: every ASCII character a match can
+        begin with (a superset is fine); on ASCII text other positions are not tried."""
         if fast and self._raw is not None and text.isascii():
             data = text.encode("ascii")
             end = len(data)
             both = _ANCHOR.ANCHOR_BOTH  # type: ignore[union-attr]
             for i in range(first, end):
+                if starts is not None and text[i] not in starts:
+                    continue
                 if self._raw.Match(both, data, i, end)[0][0] >= 0:
                     return i
             return end

@@ -182,6 +182,8 @@ class Reidentifier(_SafeCut):
     def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
         extents: list[tuple[int, int]] = []
         edits: list[Edit] = []
+        if text.isascii() and "phi" not in text.lower():
+            return extents, edits  # every placeholder form contains "phi" (ASCII case-insensitive)
         for spans in self._full.finditer(text, pos):
             start, end = spans[0]
             extents.append((start, end))
@@ -194,8 +196,12 @@ class Reidentifier(_SafeCut):
                 edits.append((start, end, functools.partial(str, original)))
         return extents, edits
 
+    #: A placeholder (mutated or not) begins with ``[`` or, at a word boundary, ``PHI``.
+    _starts = frozenset("[pP")
+
     def _hold(self, text: str, pos: int) -> int:
-        return self._prefix.earliest_full(text, max(pos, len(text) - self.max_hold))
+        start = max(pos, len(text) - self.max_hold)
+        return self._prefix.earliest_full(text, start, starts=self._starts)
 
 
 # --- masking --------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ from aiohttp import web
 from gateway.keys import CONFIG, IN_FLIGHT, PIPELINE, REQUEST_CONTEXT
 from gateway.routes.body import read_json
 from gateway.routes.stream import send_stream
-from gateway.validation import chat_request
+from gateway.validation import CONVERSATION_HEADER, chat_request
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Serve one chat completion."""
-    chat = chat_request(await read_json(request))
+    chat = chat_request(
+        await read_json(request), conversation_header=request.headers.get(CONVERSATION_HEADER)
+    )
     ctx = request[REQUEST_CONTEXT]
     pipeline = request.app[PIPELINE]
     with request.app[IN_FLIGHT].track():

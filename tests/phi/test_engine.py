@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 from hypothesis import given, settings, strategies as st
 
+from gateway.phi.detectors import Detector
 from gateway.phi.engine import Pattern
+from gateway.phi.transducer import Reidentifier
 
 PATTERN = Pattern(r"(?P<w>\b[A-Z][a-z]+)|(?P<n>\d{3}-\d{2})|(?P<e>x*)")
 PREFIX = Pattern(r"(?:\b\d(?:\d(?:-\d?)?)?|[A-Z][a-z]*)", capture=False)
@@ -30,3 +34,33 @@ def test_spans_and_groups() -> None:
     assert PATTERN.programsize > 0
     assert PREFIX.earliest_full("see 12", 0) == 4
     assert PREFIX.earliest_full("see ", 0) == 4
+
+
+_DETECTOR_TEXT = st.text(
+    alphabet="Dr. JaneDoe (212) 555-0199 MRN: A12 [PHI_NAME_1] phi é\n", max_size=60
+)
+
+
+@functools.cache
+def _detector() -> Detector:
+    return Detector()
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_DETECTOR_TEXT, pos=st.integers(0, 61))
+def test_first_character_filters_never_change_the_hold(text: str, pos: int) -> None:
+    """``starts`` only skips positions where no match can begin (detector and placeholders)."""
+    pos = min(pos, len(text))
+    for prefix, starts, max_hold in (
+        (_detector()._prefix, _detector()._starts, _detector().max_hold),
+        (Reidentifier._prefix, Reidentifier._starts, Reidentifier.max_hold),
+    ):
+        start = max(pos, len(text) - max_hold)
+        assert prefix.earliest_full(text, start, starts=starts) == prefix.earliest_full(text, start)
+
+
+def test_a_match_starting_after_a_word_character_finds_its_rule() -> None:
+    """Regression: ``H::1`` made ``candidates`` raise ("no rule matches where the alternation
+    did"), because the first-character table was built without left context."""
+    spans = _detector().find("H::1 and fe80::1")
+    assert [s.category.value for s in spans] == ["IP_ADDRESS", "IP_ADDRESS"]

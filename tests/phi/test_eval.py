@@ -54,3 +54,20 @@ def test_detector_meets_the_issue_floors_on_a_small_corpus() -> None:
     assert sum(s.leaks[c] for c in DIRECT) == 0
     assert s.f2() >= 0.95
     assert s.over_redacted == 0
+
+
+def test_heldout_set_is_annotated_exactly_and_disjoint_from_the_corpus() -> None:
+    from bench.phi_eval.corpus import NEGATIVE_TEMPLATES, TEMPLATES
+    from bench.phi_eval.heldout import (
+        HELD_OUT_NEGATIVES,
+        HELD_OUT_TEMPLATES,
+        generate_heldout,
+    )
+
+    assert not set(HELD_OUT_TEMPLATES + HELD_OUT_NEGATIVES) & set(TEMPLATES + NEGATIVE_TEMPLATES)
+    examples = generate_heldout(per_template=3)
+    for e in examples:
+        for ent in e.entities:
+            assert e.text[ent.start : ent.end] == ent.value
+        assert bool(e.entities) is not e.negative
+    assert generate_heldout(per_template=3) == examples
