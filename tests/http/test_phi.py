@@ -5,6 +5,7 @@ HIPAA model gate and fail-closed behaviour before and after the stream is commit
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +27,7 @@ from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PLACEHOLDER_RE
 from tests import identity
 from tests.redis_server import free_port
-from tests.stack import Stack
+from tests.stack import BackgroundLoop, Stack
 
 PROMPT = "Patient Jane Doe, MRN: A1234567, phone 212-555-0199, email jane.doe@example.org."
 ORIGINALS = ("Jane Doe", "A1234567", "212-555-0199", "jane.doe@example.org")
@@ -154,6 +155,26 @@ def test_the_same_value_gets_the_same_placeholder(make_stack: Callable[..., Stac
     assert system == "Call [PHI_NAME_1] at [PHI_PHONE_1]."
     assert question == "Is [PHI_NAME_1] reachable at [PHI_PHONE_1]?"
     assert "user" not in sent(stack)
+
+
+def test_the_usage_record_counts_placeholders_per_category_and_holds_no_value(
+    make_stack: Callable[..., Stack], background: BackgroundLoop
+) -> None:
+    stack = make_stack(tenant=auto(), phi={})
+    stream = client(stack).chat.completions.create(
+        model="test-hipaa", messages=user(PROMPT), stream=True,
+        extra_headers={"X-Conversation-Id": "visit-42"},
+    )  # fmt: skip
+    streamed(stream)
+    placeholders = {m.group(0): m.group(1) for m in PLACEHOLDER_RE.finditer(sent_text(stack))}
+    issued = Counter(placeholders.values())
+    assert sum(issued.values()) == len(ORIGINALS)
+    (record,) = stack.usage(background)
+    assert record.conversation_id == "visit-42"
+    assert record.phi_counts == dict(issued)
+    assert record.outcome == "completed"
+    stored = orjson.dumps(record.to_json()).decode()
+    assert not any(value in stored for value in ORIGINALS)
 
 
 # --- answers: re-identification and masking --------------------------------------------------
