@@ -18,7 +18,7 @@ from bench import client, report
 from bench.load import Load
 from bench.procs import Procs, cpu_account, foreign_load
 from bench.suite import Settings, Suite, say, settings_from
-from bench.targets import LOAD_CPU, PROXY_CPU, mint_token
+from bench.targets import LOAD_CPU, PROXY_CPU, drop_ledgers, mint_token
 
 #: Other processes' CPU share (of all CPUs) during a run above which the results are flagged.
 NOISE_WARN_PCT = 3.0
@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = Suite(s, procs, load, mock).run()
     finally:
         procs.stop_all()
+        context["usage_records"] = drop_ledgers(run_dir)
     context["noise"] = foreign_load(cpu_start, cpu_account())
     res = assemble(argv, s, results, driver, stamp, context)
     noise = context["noise"]

@@ -12,6 +12,9 @@ three authentication set-ups and two rate-limit set-ups.
 The limits are high enough never to refuse, so every request pays the full admission (GCRA and
 token reservation in one store call) and settlement, but gets the same answer.
 
+Every gateway meters each request into a file ledger of the run (the default sink), deleted at
+the end with its record count kept in the results (`usage_records`).
+
 All three verify the same RS256 token of a development issuer (signing key in memory, as a JWKS
 key is after its first fetch); every driver sends it with every request, to every target.
 """
@@ -45,6 +48,18 @@ requests_per_minute = 1000000000
 tokens_per_day = 1000000000000
 """
 REDIS_BIN: Final = "redis-server"
+LEDGER_SUFFIX: Final = "-usage.jsonl"
+
+
+def drop_ledgers(log_dir: Path) -> dict[str, int]:
+    """Delete the gateways' file ledgers of a run (they grow by ~0.6 KB a request); returns the
+    records each held."""
+    counts: dict[str, int] = {}
+    for ledger in sorted(log_dir.glob("*" + LEDGER_SUFFIX)):
+        with ledger.open("rb") as f:
+            counts[ledger.name.removesuffix(LEDGER_SUFFIX)] = sum(1 for _ in f)
+        ledger.unlink()
+    return counts
 
 
 def gateway_config(port: int, mock_port: int, auth: str, key_file: Path, extra: str = "") -> str:
@@ -114,6 +129,9 @@ def start_proxy(name: str, procs: Procs, mock_port: int) -> Proc:
         elif name == "gateway-limits-redis":
             url = start_redis(procs)
             extra = f'[limits]\nstore = "redis"\nredis_url = "{url}"\n' + _RULE
+        # Metering is on, as by default, into a file ledger of the run (deleted by `drop_ledgers`).
+        extra += (f'[metering]\npath = "{procs.log_dir / (name + LEDGER_SUFFIX)}"\n'
+                  f'spill_dir = "{procs.log_dir / (name + "-spill")}"\n')  # fmt: skip
         config.write_text(gateway_config(free_port(), mock_port, GATEWAYS[name], key_file, extra))
         argv = _gateway_argv("serve", config)
         return procs.start(name, argv, cpu=PROXY_CPU, env=_clean_env())
