@@ -4,6 +4,10 @@ Idempotent like the PostgreSQL ledger: before appending, the writer reads what o
 appended since its last look and skips request ids already present; readers also keep only the
 first line of a request id. Each batch is one ``write`` followed by ``fsync``. File work runs in
 a thread.
+
+The writer remembers only the newest ``remember`` request ids (a replay comes from a spill file of
+the last minutes, not from months ago), so a long-running process does not grow with its ledger;
+readers deduplicate the whole file anyway, so an older duplicate line never counts twice.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ class FileSink:
 
     name = "file"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, remember: int = 100_000) -> None:
         self.path = path
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest id goes first
+        self._remember = remember
         self._offset = 0
         self._lock = asyncio.Lock()
 
@@ -49,7 +54,7 @@ class FileSink:
             fresh = []
             for record in records:
                 if record.request_id not in self._seen:
-                    self._seen.add(record.request_id)
+                    self._remember_id(record.request_id)
                     fresh.append(orjson.dumps(record.to_json()) + b"\n")
             if fresh:
                 handle.seek(0, os.SEEK_END)
@@ -63,8 +68,13 @@ class FileSink:
         handle.seek(self._offset)
         for line in handle:
             if line.endswith(b"\n"):
-                self._seen.add(_request_id(line))
+                self._remember_id(_request_id(line))
         self._offset = handle.tell()
+
+    def _remember_id(self, request_id: str) -> None:
+        self._seen[request_id] = None
+        if len(self._seen) > self._remember:
+            del self._seen[next(iter(self._seen))]
 
     async def records(self, query: UsageQuery) -> list[UsageRecord]:
         return await asyncio.to_thread(self._records, query)
