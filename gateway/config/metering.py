@@ -98,6 +98,8 @@ class MeteringConfig:
         dsn = self.postgres_dsn.reveal() if self.postgres_dsn is not None else ""
         if self.sink == "postgres" and not dsn.startswith(("postgres://", "postgresql://")):
             yield f"{where}.postgres_dsn: sink 'postgres' needs a postgresql:// DSN"
+        elif self.sink == "postgres" and not _parses(dsn):
+            yield f"{where}.postgres_dsn: not a valid URL (host, or port as a number)"
         if self.postgres_password is None:
             return
         if self.sink != "postgres":
@@ -105,6 +107,14 @@ class MeteringConfig:
         elif _dsn_password(dsn):
             # Two sources would hide which one asyncpg uses.
             yield f"{where}.postgres_password: the postgres_dsn carries a password too; keep one"
+
+
+def _parses(dsn: str) -> bool:
+    try:
+        _ = urlsplit(dsn).port
+    except ValueError:
+        return False
+    return True
 
 
 def _dsn_password(dsn: str) -> str | None:

@@ -158,3 +158,9 @@ def test_a_password_in_both_places_is_refused() -> None:
     config = load_config(CONFIG, env)
     assert config.metering.postgres_password is not None
     assert config.metering.postgres_password.reveal() == "pw"
+
+
+def test_a_dsn_whose_port_does_not_parse_is_refused() -> None:
+    env = {"GATEWAY__METERING__POSTGRES_DSN": "postgresql://ledger@db.internal:port/ledger"}
+    with pytest.raises(ConfigError, match=r"metering\.postgres_dsn: not a valid URL"):
+        load_config(CONFIG, env)
