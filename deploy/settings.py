@@ -246,10 +246,10 @@ ISSUERS: Final = ("users", "admins")
 LITELLM_API_KEY_ENV: Final = "GATEWAY__UPSTREAMS__LITELLM__API_KEY"
 CACHE_AUTH_ENV: Final = "GATEWAY__LIMITS__REDIS_PASSWORD"
 """The cache's AUTH token (the data stack's secret), so the Redis URL carries no secret."""
-LEDGER_PASSWORD_ENV: Final = "GATEWAY__METERING__POSTGRES_PASSWORD"
+LEDGER_AUTH_ENV: Final = "GATEWAY__METERING__POSTGRES_PASSWORD"
 """The ledger user's password (the ``password`` field of the cluster's generated secret), so the
 DSN carries no secret."""
-GATEWAY_SECRET_NAMES: Final = frozenset({LITELLM_API_KEY_ENV, CACHE_AUTH_ENV, LEDGER_PASSWORD_ENV})
+GATEWAY_SECRET_NAMES: Final = frozenset({LITELLM_API_KEY_ENV, CACHE_AUTH_ENV, LEDGER_AUTH_ENV})
 """Variables the task definition takes from Secrets Manager, never as plain values."""
 
 PENDING_GATEWAY_ENV: Final[Mapping[str, str]] = {
@@ -347,7 +347,7 @@ def gateway_environment(
     ``issuers`` maps each name of ``ISSUERS`` to its pool. Tokens are ID tokens: Cognito puts
     ``custom:`` attributes into access tokens only with a V2 pre-token-generation trigger. The
     cache requires TLS (``rediss://``); its AUTH token is the secret ``CACHE_AUTH_ENV``. The
-    ledger's DSN carries no password either: it is the secret ``LEDGER_PASSWORD_ENV``.
+    ledger's DSN carries no password either: it is the secret ``LEDGER_AUTH_ENV``.
     """
     env = {
         "GATEWAY_CONFIG": GATEWAY_CONFIG_PATH,

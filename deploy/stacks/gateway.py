@@ -29,7 +29,7 @@ from deploy.settings import (
     CACHE_AUTH_ENV,
     GATEWAY_PORT,
     HEALTH_CHECK_GRACE_S,
-    LEDGER_PASSWORD_ENV,
+    LEDGER_AUTH_ENV,
     LITELLM_API_KEY_ENV,
     MAX_REQUEST_S,
     CacheValues,
@@ -77,8 +77,8 @@ class GatewayStack(Stack):
         data.vault_key.grant_encrypt_decrypt(task.task_role)
         cache = CacheValues(host=data.cache.attr_primary_end_point_address,
                             port=data.cache.attr_primary_end_point_port)  # fmt: skip
-        database = DatabaseValues(host=data.database.cluster_endpoint.hostname,
-                                  port=Token.as_string(data.database.cluster_endpoint.port))  # fmt: skip
+        endpoint = data.database.cluster_endpoint
+        database = DatabaseValues(host=endpoint.hostname, port=Token.as_string(endpoint.port))
         environment = gateway_environment(ctx, litellm_url=ai.url, cache=cache,
                                           database=database, issuers={
             "users": IssuerValues(issuer=auth.users.issuer(self.region),
@@ -93,7 +93,7 @@ class GatewayStack(Stack):
             environment=environment,
             secrets={LITELLM_API_KEY_ENV: data.secret_for(task, data.litellm_key),
                      CACHE_AUTH_ENV: data.secret_for(task, data.cache_token),
-                     LEDGER_PASSWORD_ENV: data.secret_for(task, data.ledger_secret, "password")},
+                     LEDGER_AUTH_ENV: data.secret_for(task, data.ledger_secret, "password")},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="gateway", log_group=encrypted_log_group(
                 self, "Logs", ctx, network.logs_key)),
             port_mappings=[ecs.PortMapping(container_port=GATEWAY_PORT)],

@@ -67,7 +67,7 @@ class PostgresSink:
 
     name = "postgres"
 
-    def __init__(  # noqa: PLR0913 -- connection settings, by keyword
+    def __init__(
         self,
         dsn: str,
         *,

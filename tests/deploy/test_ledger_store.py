@@ -12,8 +12,8 @@ from typing import Any
 from deploy.settings import (
     DATABASE_PORT,
     GATEWAY_SECRET_NAMES,
+    LEDGER_AUTH_ENV,
     LEDGER_DATABASE,
-    LEDGER_PASSWORD_ENV,
     LEDGER_USER,
     STOP_TIMEOUT_S,
 )
@@ -53,14 +53,14 @@ def test_dsn_is_the_clusters_endpoint_and_port_over_tls(synth: Synth) -> None:
 
 
 def test_password_is_the_clusters_secret_password_field(synth: Synth) -> None:
-    assert LEDGER_PASSWORD_ENV == "GATEWAY__METERING__POSTGRES_PASSWORD"
-    assert LEDGER_PASSWORD_ENV in GATEWAY_SECRET_NAMES
+    assert LEDGER_AUTH_ENV == "GATEWAY__METERING__POSTGRES_PASSWORD"
+    assert LEDGER_AUTH_ENV in GATEWAY_SECRET_NAMES
     container = _gateway_container(synth)
-    assert LEDGER_PASSWORD_ENV not in {e["Name"] for e in container["Environment"]}
+    assert LEDGER_AUTH_ENV not in {e["Name"] for e in container["Environment"]}
     assert "resolve:secretsmanager" not in str(container["Environment"])
     secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
     # ECS reads one JSON key of the secret: "<secret ARN>:password::".
-    sep, (arn, suffix) = secrets[LEDGER_PASSWORD_ENV]["Fn::Join"]
+    sep, (arn, suffix) = secrets[LEDGER_AUTH_ENV]["Fn::Join"]
     assert (sep, suffix) == ("", ":password::")
     attachment = _exported(synth, "data", arn)
     attachments = _resources(synth, "data", "AWS::SecretsManager::SecretTargetAttachment")
