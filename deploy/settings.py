@@ -36,6 +36,10 @@ GATEWAY_PORT: Final = 8080
 LITELLM_PORT: Final = 4000
 CACHE_PORT: Final = 6380
 DATABASE_PORT: Final = 5433
+LEDGER_DATABASE: Final = "ledger"
+"""The Aurora cluster's database (the usage ledger; ``gateway migrate`` creates its tables)."""
+LEDGER_USER: Final = "ledger"
+"""The cluster's master user, whose generated secret's ``password`` the gateway uses."""
 
 # --- images ---------------------------------------------------------------------------------
 LITELLM_IMAGE: Final = "ghcr.io/berriai/litellm:v1.102.4-stable"
@@ -242,16 +246,17 @@ ISSUERS: Final = ("users", "admins")
 LITELLM_API_KEY_ENV: Final = "GATEWAY__UPSTREAMS__LITELLM__API_KEY"
 CACHE_AUTH_ENV: Final = "GATEWAY__LIMITS__REDIS_PASSWORD"
 """The cache's AUTH token (the data stack's secret), so the Redis URL carries no secret."""
-GATEWAY_SECRET_NAMES: Final = frozenset({LITELLM_API_KEY_ENV, CACHE_AUTH_ENV})
+LEDGER_AUTH_ENV: Final = "GATEWAY__METERING__POSTGRES_PASSWORD"
+"""The ledger user's password (the ``password`` field of the cluster's generated secret), so the
+DSN carries no secret."""
+GATEWAY_SECRET_NAMES: Final = frozenset({LITELLM_API_KEY_ENV, CACHE_AUTH_ENV, LEDGER_AUTH_ENV})
 """Variables the task definition takes from Secrets Manager, never as plain values."""
 
 PENDING_GATEWAY_ENV: Final[Mapping[str, str]] = {
-    "GATEWAY__STORES__POSTGRES__DSN": "postgresql://{cluster endpoint}:5433/ledger (data stack)",
-    "GATEWAY__STORES__POSTGRES__PASSWORD": "secret: the ledger credentials (data stack)",
     "GATEWAY__PHI__VAULT_KMS_KEY_ARN": "the PHI vault key (data stack; the task role may use it)",
 }
-"""Variables to set once the gateway's config has a PostgreSQL store and ``phi`` (later issues).
-The stacks already create and wire what they point at."""
+"""Variables to set once the gateway's config has ``phi`` (a later issue). The stacks already
+create and wire what they point at."""
 
 
 def _env_key(alias: str) -> str:
@@ -286,6 +291,7 @@ def gateway_environment_names(ctx: DeployContext) -> frozenset[str]:
         "GATEWAY__UPSTREAMS__LITELLM__TOTAL_TIMEOUT_S",
         "GATEWAY__LIMITS__REDIS_URL",
         "GATEWAY__LIMITS__REPLICAS",
+        "GATEWAY__METERING__POSTGRES_DSN",
         f"GATEWAY__APPS__{_env_key(ctx.app_name)}__MODELS",
     }
     for issuer in ISSUERS:
@@ -311,18 +317,37 @@ class CacheValues:
     port: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseValues:
+    """The ledger cluster's writer endpoint (the data stack's cluster attributes)."""
+
+    host: str
+    port: str
+
+
+def ledger_dsn(database: DatabaseValues) -> str:
+    """``metering.postgres_dsn``: the writer endpoint over TLS, no password (``sslmode=require``
+    encrypts; asyncpg then does not verify the certificate: see deploy/README.md)."""
+    return (
+        f"postgresql://{LEDGER_USER}@{database.host}:{database.port}/{LEDGER_DATABASE}"
+        "?sslmode=require"
+    )
+
+
 def gateway_environment(
     ctx: DeployContext,
     *,
     litellm_url: str,
     cache: CacheValues,
+    database: DatabaseValues,
     issuers: Mapping[str, IssuerValues],
 ) -> dict[str, str]:
     """The plain (non-secret) variables of the gateway container.
 
     ``issuers`` maps each name of ``ISSUERS`` to its pool. Tokens are ID tokens: Cognito puts
     ``custom:`` attributes into access tokens only with a V2 pre-token-generation trigger. The
-    cache requires TLS (``rediss://``); its AUTH token is the secret ``CACHE_AUTH_ENV``.
+    cache requires TLS (``rediss://``); its AUTH token is the secret ``CACHE_AUTH_ENV``. The
+    ledger's DSN carries no password either: it is the secret ``LEDGER_AUTH_ENV``.
     """
     env = {
         "GATEWAY_CONFIG": GATEWAY_CONFIG_PATH,
@@ -333,6 +358,7 @@ def gateway_environment(
         "GATEWAY__UPSTREAMS__LITELLM__TOTAL_TIMEOUT_S": str(MAX_REQUEST_S),
         "GATEWAY__LIMITS__REDIS_URL": f"rediss://{cache.host}:{cache.port}/0",
         "GATEWAY__LIMITS__REPLICAS": str(limit_replicas(ctx)),
+        "GATEWAY__METERING__POSTGRES_DSN": ledger_dsn(database),
         f"GATEWAY__APPS__{_env_key(ctx.app_name)}__MODELS": "*",
     }
     for name in ISSUERS:

@@ -173,7 +173,13 @@ def _migrate(config: GatewayConfig) -> int:
         print("migrate: the file ledger needs no migration (metering.sink is 'file')")
         return 0
     try:
-        applied = asyncio.run(migrate(metering.postgres_dsn.reveal()))
+        password = metering.postgres_password
+        applied = asyncio.run(
+            migrate(
+                metering.postgres_dsn.reveal(),
+                password=password.reveal() if password is not None else None,
+            )
+        )
     except (OSError, TimeoutError, PostgresError) as exc:
         print(f"migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

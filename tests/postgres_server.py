@@ -52,8 +52,13 @@ def _version(path: str) -> int:
 class PostgresServer:
     """One ``postgres`` process; ``start`` and ``stop`` may alternate (same port, same data)."""
 
-    def __init__(self, port: int | None = None, *, fsync: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, *, fsync: bool = False, password: str | None = None
+    ) -> None:
+        """``password``: the user's password, checked (SCRAM) on TCP connections; without it
+        every connection is trusted."""
         self.bin = bin_dir()
+        self.password = password
         self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
         self.fsync = fsync
@@ -74,8 +79,15 @@ class PostgresServer:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}?sslmode=disable"
 
     def _initdb(self) -> None:
+        auth = ["--auth=trust"]
+        if self.password is not None:
+            secret = self.folder / "pwfile"
+            secret.write_text(self.password + "\n")
+            if self._as:
+                os.chown(secret, self._as["user"], self._as["group"])
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={secret}"]
         subprocess.run(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust",
+            [str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, *auth,
              "-E", "UTF8", "--locale=C", "--no-sync"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.folder,
             **self._as,

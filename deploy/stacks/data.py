@@ -22,7 +22,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from deploy.settings import CACHE_PORT, DATABASE_PORT, DeployContext
+from deploy.settings import CACHE_PORT, DATABASE_PORT, LEDGER_DATABASE, LEDGER_USER, DeployContext
 from deploy.stacks.network import NetworkStack
 
 
@@ -54,9 +54,15 @@ class DataStack(Stack):
         self.database_sg.add_ingress_rule(gateway, ec2.Port.tcp(DATABASE_PORT), "gateway tasks")
         self.cache = self._cache(vpc)
         self.database = self._database(vpc, removal)
+        secret = self.database.secret
+        assert secret is not None  # noqa: S101 (generated credentials always attach a secret)
+        self.ledger_secret: secretsmanager.ISecret = secret
+        """The cluster's generated credentials (JSON: ``username``, ``password``, ``host``...)."""
 
-    def secret_for(self, task: ecs.TaskDefinition, secret: secretsmanager.Secret) -> ecs.Secret:
-        """``secret`` as a container secret of ``task`` (in another stack).
+    def secret_for(
+        self, task: ecs.TaskDefinition, secret: secretsmanager.ISecret, field: str | None = None
+    ) -> ecs.Secret:
+        """``secret`` (or its JSON ``field``) as a container secret of ``task`` (in another stack).
 
         The secret is imported by ARN so its read grant and the key's decrypt grant both land in
         the execution role's policy; granting through the secret itself would edit this stack's
@@ -64,10 +70,10 @@ class DataStack(Stack):
         """
         scope = Stack.of(task)
         imported = secretsmanager.Secret.from_secret_complete_arn(
-            scope, f"{secret.node.id}Imported", secret.secret_arn
+            scope, f"{secret.node.id}Imported{field or ''}", secret.secret_arn
         )
         self.key.grant_decrypt(task.obtain_execution_role())
-        return ecs.Secret.from_secrets_manager(imported)
+        return ecs.Secret.from_secrets_manager(imported, field)
 
     def _secret(self, construct_id: str, description: str) -> secretsmanager.Secret:
         secret = secretsmanager.Secret(
@@ -130,8 +136,9 @@ class DataStack(Stack):
             serverless_v2_max_capacity=tier.database_max_acu,
             vpc=vpc, vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             security_groups=[self.database_sg], port=DATABASE_PORT,
-            default_database_name="ledger",
-            credentials=rds.Credentials.from_generated_secret("ledger", encryption_key=self.key),
+            default_database_name=LEDGER_DATABASE,
+            credentials=rds.Credentials.from_generated_secret(LEDGER_USER,
+                                                              encryption_key=self.key),
             storage_encrypted=True, storage_encryption_key=self.key,
             iam_authentication=True,
             backup=rds.BackupProps(retention=Duration.days(35 if self._ctx.is_prod else 7)),

@@ -13,7 +13,9 @@ from aws_cdk import (
     Acknowledgment,
     CfnOutput,
     Duration,
+    Fn,
     Stack,
+    Token,
     Validations,
     aws_certificatemanager as acm,
     aws_ec2 as ec2,
@@ -27,9 +29,11 @@ from deploy.settings import (
     CACHE_AUTH_ENV,
     GATEWAY_PORT,
     HEALTH_CHECK_GRACE_S,
+    LEDGER_AUTH_ENV,
     LITELLM_API_KEY_ENV,
     MAX_REQUEST_S,
     CacheValues,
+    DatabaseValues,
     DeployContext,
     IssuerValues,
     gateway_environment,
@@ -47,6 +51,8 @@ from deploy.stacks.waf import add_waf
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_TARGET_PERCENT = 60
+MIGRATE_OVERRIDES = '{"containerOverrides":[{"name":"gateway","command":["migrate"]}]}'
+"""``run-task`` overrides: the image's entrypoint is ``gateway``; ``migrate`` replaces ``serve``."""
 _HEALTH_COMMAND = (
     'python -c "import urllib.request; '
     f"urllib.request.urlopen('http://127.0.0.1:{GATEWAY_PORT}/healthz', timeout=2)\""
@@ -71,7 +77,10 @@ class GatewayStack(Stack):
         data.vault_key.grant_encrypt_decrypt(task.task_role)
         cache = CacheValues(host=data.cache.attr_primary_end_point_address,
                             port=data.cache.attr_primary_end_point_port)  # fmt: skip
-        environment = gateway_environment(ctx, litellm_url=ai.url, cache=cache, issuers={
+        endpoint = data.database.cluster_endpoint
+        database = DatabaseValues(host=endpoint.hostname, port=Token.as_string(endpoint.port))
+        environment = gateway_environment(ctx, litellm_url=ai.url, cache=cache,
+                                          database=database, issuers={
             "users": IssuerValues(issuer=auth.users.issuer(self.region),
                                   client_ids=(auth.users.client.user_pool_client_id,)),
             "admins": IssuerValues(issuer=auth.admins.issuer(self.region),
@@ -83,7 +92,8 @@ class GatewayStack(Stack):
             image=image or ecs.ContainerImage.from_asset(str(REPO_ROOT), file="Dockerfile"),
             environment=environment,
             secrets={LITELLM_API_KEY_ENV: data.secret_for(task, data.litellm_key),
-                     CACHE_AUTH_ENV: data.secret_for(task, data.cache_token)},
+                     CACHE_AUTH_ENV: data.secret_for(task, data.cache_token),
+                     LEDGER_AUTH_ENV: data.secret_for(task, data.ledger_secret, "password")},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="gateway", log_group=encrypted_log_group(
                 self, "Logs", ctx, network.logs_key)),
             port_mappings=[ecs.PortMapping(container_port=GATEWAY_PORT)],
@@ -103,7 +113,8 @@ class GatewayStack(Stack):
             Acknowledgment(
                 id="AwsSolutions-ECS2",
                 reason="Non-secret settings (deploy/settings.py gateway_environment); "
-                "the LiteLLM key and the cache AUTH token come from Secrets Manager.",
+                "the LiteLLM key, the cache AUTH token and the ledger password come from "
+                "Secrets Manager.",
             ),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", reason=vault),
             Acknowledgment(id="AwsSolutions-IAM5[Action::kms:ReEncrypt*]", reason=vault),
@@ -130,6 +141,7 @@ class GatewayStack(Stack):
             add_waf(self, ctx, self.alb.load_balancer_arn, network.logs_key)
         add_alarms(self, ctx, self.alb, self.target_group)
         self._outputs(auth)
+        self._migrate_output(network, task)
 
     def _listen(self, container: ecs.ContainerDefinition) -> elbv2.ApplicationTargetGroup:
         ctx = self._ctx
@@ -193,3 +205,19 @@ class GatewayStack(Stack):
         CfnOutput(self, "UserPoolClientId", value=auth.users.client.user_pool_client_id)
         CfnOutput(self, "AdminPoolId", value=auth.admins.pool.user_pool_id)
         CfnOutput(self, "AdminPoolClientId", value=auth.admins.client.user_pool_client_id)
+
+    def _migrate_output(self, network: NetworkStack, task: ecs.FargateTaskDefinition) -> None:
+        """The one-off task that creates or upgrades the ledger's schema (deploy/README.md):
+        this task definition, its environment and network, the command ``gateway migrate``."""
+        subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        CfnOutput(self, "MigrateCommand", description="Run after each deploy: gateway migrate",
+                  value=Fn.join("", [
+                      "aws ecs run-task --launch-type FARGATE --cluster ",
+                      network.cluster.cluster_name, " --task-definition ",
+                      task.task_definition_arn,
+                      " --network-configuration 'awsvpcConfiguration={subnets=[",
+                      Fn.join(",", subnets.subnet_ids), "],securityGroups=[",
+                      network.gateway_tasks_sg.security_group_id,
+                      "],assignPublicIp=DISABLED}' --overrides '",
+                      MIGRATE_OVERRIDES, "'",
+                  ]))  # fmt: skip

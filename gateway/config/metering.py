@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
+from urllib.parse import urlsplit
 
 from gateway.config.secret import Secret
 
@@ -49,8 +50,11 @@ class MeteringConfig:
     path: str = os.path.join(_DEFAULT_DIR, "usage.jsonl")
     """The file ledger (`sink = "file"`)."""
     postgres_dsn: Secret | None = None
-    """PostgreSQL DSN for `sink = "postgres"`, e.g. postgresql://user:password@host:5432/db
-    (set it via the environment)."""
+    """PostgreSQL DSN for `sink = "postgres"`, e.g. postgresql://user@host:5432/db with
+    `postgres_password`, or postgresql://user:password@host:5432/db (set it via the environment)."""
+    postgres_password: Secret | None = None
+    """Password PostgreSQL checks at connection, so the DSN carries no secret; only with
+    `sink = "postgres"` and a DSN without a password of its own."""
     pool_size: int = 4
     """Connections per worker (x workers x replicas must stay below the server's limit)."""
     command_timeout_s: float = 5.0
@@ -75,11 +79,8 @@ class MeteringConfig:
 
     def check(self, where: str) -> Iterator[str]:
         """Problems beyond the field types."""
-        if self.sink == "postgres":
-            dsn = self.postgres_dsn.reveal() if self.postgres_dsn is not None else ""
-            if not dsn.startswith(("postgres://", "postgresql://")):
-                yield f"{where}.postgres_dsn: sink 'postgres' needs a postgresql:// DSN"
-        elif not self.path:
+        yield from self._check_postgres(where)
+        if self.sink == "file" and not self.path:
             yield f"{where}.path: required for sink 'file'"
         for name in ("pool_size", "queue_size", "batch_size"):
             if getattr(self, name) < 1:
@@ -92,3 +93,32 @@ class MeteringConfig:
             yield f"{where}.spill_max_bytes: must be >= 0"
         if not self.spill_dir:
             yield f"{where}.spill_dir: required"
+
+    def _check_postgres(self, where: str) -> Iterator[str]:
+        dsn = self.postgres_dsn.reveal() if self.postgres_dsn is not None else ""
+        if self.sink == "postgres" and not dsn.startswith(("postgres://", "postgresql://")):
+            yield f"{where}.postgres_dsn: sink 'postgres' needs a postgresql:// DSN"
+        elif self.sink == "postgres" and not _parses(dsn):
+            yield f"{where}.postgres_dsn: not a valid URL (host, or port as a number)"
+        if self.postgres_password is None:
+            return
+        if self.sink != "postgres":
+            yield f"{where}.postgres_password: only used with sink = 'postgres'"
+        elif _dsn_password(dsn):
+            # Two sources would hide which one asyncpg uses.
+            yield f"{where}.postgres_password: the postgres_dsn carries a password too; keep one"
+
+
+def _parses(dsn: str) -> bool:
+    try:
+        _ = urlsplit(dsn).port
+    except ValueError:
+        return False
+    return True
+
+
+def _dsn_password(dsn: str) -> str | None:
+    try:
+        return urlsplit(dsn).password
+    except ValueError:
+        return None

@@ -27,11 +27,12 @@ from typing import Final
 
 from gateway import tasks
 from gateway.config import MeteringConfig
+from gateway.config.secret import Secret
 from gateway.errors import LedgerFull
 from gateway.metering.file_sink import FileSink
 from gateway.metering.postgres import PostgresSink
 from gateway.metering.records import UsageRecord
-from gateway.metering.sink import SinkUnavailable, UsageSink
+from gateway.metering.sink import SinkAuthFailed, SinkUnavailable, UsageSink
 from gateway.metering.spill import Orphan, Spill
 from gateway.telemetry import Metrics
 
@@ -129,6 +130,12 @@ class Ledger:
                 batch = list(islice(self._queue, self._batch_size))
                 await self.sink.write(batch)
                 self._taken(len(batch))
+        except SinkAuthFailed as exc:
+            if self.healthy:
+                _log.error("usage ledger refused authentication (%s; check "
+                           "metering.postgres_password); spilling to %s", exc,
+                           self.spill.directory)  # fmt: skip
+            return await self._failed()
         except SinkUnavailable as exc:
             if self.healthy:
                 _log.warning("usage ledger unavailable (%s); spilling to %s", exc,
@@ -211,8 +218,13 @@ def open_sink(config: MeteringConfig) -> UsageSink:
             pool_size=config.pool_size,
             command_timeout_s=config.command_timeout_s,
             statement_cache=config.statement_cache,
+            password=_reveal(config.postgres_password),
         )
     return FileSink(Path(config.path).expanduser())
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    return secret.reveal() if secret is not None else None
 
 
 def open_ledger(config: MeteringConfig, metrics: Metrics | None = None) -> Ledger | None:

@@ -17,7 +17,7 @@ import orjson
 
 from gateway.metering.migrations import LOCK_KEY, MIGRATIONS, VERSION_TABLE
 from gateway.metering.records import TokenUsage, UsageRecord
-from gateway.metering.sink import SinkUnavailable, UsageQuery, UsageTotal
+from gateway.metering.sink import SinkAuthFailed, SinkUnavailable, UsageQuery, UsageTotal
 
 _COLUMNS: Final = (
     ("request_id", "text"), ("tenant_id", "text"), ("app_id", "text"), ("user_id", "text"),
@@ -52,6 +52,11 @@ _UNAVAILABLE: Final = (
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,  # e.g. the server shut down mid-statement (seen in the chaos test)
 )
+#: What a refused password or user looks like (28P01, 28000).
+_AUTH_FAILED: Final = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+)
 PostgresError = asyncpg.PostgresError
 """What the database raises when it refuses a statement (for callers that must not import
 asyncpg)."""
@@ -63,9 +68,16 @@ class PostgresSink:
     name = "postgres"
 
     def __init__(
-        self, dsn: str, *, pool_size: int, command_timeout_s: float, statement_cache: bool = True
+        self,
+        dsn: str,
+        *,
+        pool_size: int,
+        command_timeout_s: float,
+        statement_cache: bool = True,
+        password: str | None = None,
     ) -> None:
         self._dsn = dsn
+        self._password = _password(dsn, password)
         self._pool_size = pool_size
         self._timeout_s = command_timeout_s
         self._cache_size = 100 if statement_cache else 0
@@ -74,7 +86,7 @@ class PostgresSink:
     async def start(self) -> None:
         self._pool = await asyncpg.create_pool(
             self._dsn,
-            password=_password(self._dsn),
+            password=self._password,
             min_size=0,
             max_size=self._pool_size,
             command_timeout=self._timeout_s,
@@ -95,6 +107,8 @@ class PostgresSink:
         try:
             async with self._require_pool().acquire(timeout=self._timeout_s) as conn:
                 await conn.execute(_INSERT, *columns)
+        except _AUTH_FAILED as exc:
+            raise SinkAuthFailed(f"postgres: {type(exc).__name__}") from exc
         except _UNAVAILABLE as exc:
             raise SinkUnavailable(f"postgres: {type(exc).__name__}") from exc
 
@@ -181,14 +195,14 @@ _TOKEN_COLUMNS: Final = frozenset(
 )  # fmt: skip
 
 
-async def migrate(dsn: str, *, timeout_s: float = 30.0) -> list[int]:
+async def migrate(dsn: str, *, timeout_s: float = 30.0, password: str | None = None) -> list[int]:
     """Bring the schema up to date; returns the versions applied now (empty: already current).
 
     Raises:
         OSError, asyncpg.PostgresError: the database is unreachable or refused a migration.
     """
     conn = await asyncpg.connect(
-        dsn, password=_password(dsn), timeout=timeout_s, command_timeout=timeout_s
+        dsn, password=_password(dsn, password), timeout=timeout_s, command_timeout=timeout_s
     )
     try:
         async with conn.transaction():
@@ -214,7 +228,10 @@ async def migrate(dsn: str, *, timeout_s: float = 30.0) -> list[int]:
         await conn.close()
 
 
-def _password(dsn: str) -> str:
-    """The DSN's password ("" without one), passed explicitly: otherwise asyncpg looks for
-    ``~/.pgpass`` with blocking file calls on every new connection. Put the password in the DSN."""
+def _password(dsn: str, password: str | None) -> str:
+    """``password`` (``metering.postgres_password``; the config refuses it next to a DSN with a
+    password of its own), else the DSN's ("" without one). Always passed explicitly: otherwise
+    asyncpg looks for ``~/.pgpass`` with blocking file calls on every new connection."""
+    if password is not None:
+        return password
     return unquote(urlsplit(dsn).password or "")

@@ -15,6 +15,11 @@ class SinkUnavailable(Exception):
     """The ledger could not take a batch (unreachable, timed out); nothing of it was lost."""
 
 
+class SinkAuthFailed(SinkUnavailable):
+    """The ledger refused the credentials (wrong or missing password): a configuration error,
+    handled like an outage (records are spilled) but reported as an error."""
+
+
 @dataclass(frozen=True, slots=True)
 class UsageQuery:
     """Records of one tenant (None: every tenant) started in ``[start, end]`` (UTC days)."""

@@ -14,6 +14,7 @@ import pytest
 
 from deploy.settings import (
     CACHE_PORT,
+    DATABASE_PORT,
     DRAIN_TIMEOUT_S,
     GATEWAY_CONFIG_PATH,
     GATEWAY_PORT,
@@ -38,6 +39,8 @@ PRODUCTION = ROOT / "config" / "gateway.production.toml"
 
 CACHE_HOST = "master.phi-cache.abc123.use1.cache.amazonaws.com"
 """Stands in for the cache's primary endpoint address, known only once CloudFormation made it."""
+DATABASE_HOST = "phi-ledger.cluster-abc123.us-east-1.rds.amazonaws.com"
+"""Stands in for the ledger cluster's writer endpoint address."""
 
 
 def _task_environment(synth: Synth) -> tuple[dict[str, str], set[str]]:
@@ -50,22 +53,29 @@ def _task_environment(synth: Synth) -> tuple[dict[str, str], set[str]]:
 
 
 def _cache_endpoint(synth: Synth, value: Any) -> Any:
-    """``value`` with the imports of the cache's endpoint attributes resolved (the port from the
-    replication group's ``Port``, the host as ``CACHE_HOST``); other values unchanged."""
+    """``value`` with the imports of the cache's and the ledger cluster's endpoint attributes
+    resolved (ports from the template, hosts as ``CACHE_HOST`` / ``DATABASE_HOST``); other values
+    unchanged."""
     if isinstance(value, dict) and "Fn::Join" in value:
         sep, parts = value["Fn::Join"]
         return {"Fn::Join": [sep, [_cache_endpoint(synth, part) for part in parts]]}
     if not (isinstance(value, dict) and "Fn::ImportValue" in value):
         return value
-    outputs = synth.templates["data"].to_json().get("Outputs", {})
+    data = synth.templates["data"]
+    outputs = data.to_json().get("Outputs", {})
     exported = [o["Value"] for o in outputs.values()
                 if o.get("Export", {}).get("Name") == value["Fn::ImportValue"]]  # fmt: skip
-    caches = synth.templates["data"].find_resources("AWS::ElastiCache::ReplicationGroup")
-    ((cache_id, cache),) = caches.items()
-    if exported == [{"Fn::GetAtt": [cache_id, "PrimaryEndPoint.Port"]}]:
-        return str(cache["Properties"]["Port"])
-    if exported == [{"Fn::GetAtt": [cache_id, "PrimaryEndPoint.Address"]}]:
-        return CACHE_HOST
+    ((cache_id, cache),) = data.find_resources("AWS::ElastiCache::ReplicationGroup").items()
+    ((cluster_id, cluster),) = data.find_resources("AWS::RDS::DBCluster").items()
+    known = {
+        (cache_id, "PrimaryEndPoint.Port"): str(cache["Properties"]["Port"]),
+        (cache_id, "PrimaryEndPoint.Address"): CACHE_HOST,
+        (cluster_id, "Endpoint.Port"): str(cluster["Properties"]["Port"]),
+        (cluster_id, "Endpoint.Address"): DATABASE_HOST,
+    }
+    for (resource, attribute), resolved in known.items():
+        if exported == [{"Fn::GetAtt": [resource, attribute]}]:
+            return resolved
     return value
 
 
@@ -100,6 +110,13 @@ def test_every_variable_is_accepted_by_the_gateway_loader(synth: Synth) -> None:
     assert config.limits.redis_url.reveal() == f"rediss://{CACHE_HOST}:{CACHE_PORT}/0"
     assert config.limits.redis_password == Secret("secret-from-secrets-manager")
     assert config.limits.replicas == config.server.workers * synth.ctx.settings.gateway_max_tasks
+    assert config.metering.enabled
+    assert config.metering.sink == "postgres"
+    assert config.metering.postgres_dsn is not None
+    assert config.metering.postgres_dsn.reveal() == (
+        f"postgresql://ledger@{DATABASE_HOST}:{DATABASE_PORT}/ledger?sslmode=require"
+    )
+    assert config.metering.postgres_password == Secret("secret-from-secrets-manager")
 
 
 async def test_limits_configured_in_production_use_the_shared_store(synth: Synth) -> None:
@@ -135,6 +152,7 @@ def test_production_config_is_refused_without_the_task_environment() -> None:
     with pytest.raises(ConfigError, match="no issuer") as info:
         load_config(PRODUCTION.read_text(), {})
     assert "limits.redis_url: store 'redis' needs" in str(info.value)
+    assert "metering.postgres_dsn: sink 'postgres' needs" in str(info.value)
 
 
 @pytest.mark.parametrize("name", sorted(PENDING_GATEWAY_ENV))
