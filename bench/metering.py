@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, cast
 
-import orjson
 import uvloop
 
 from bench import report
@@ -279,12 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "request_path": path,
         "write_rates": rates,
     }
-    RESULTS.mkdir(exist_ok=True)
-    base = RESULTS / f"{stamp}-{git['short']}-metering"
-    base.with_suffix(".json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    base.with_suffix(".md").write_text(_markdown(doc))
-    print(_markdown(doc))
-    print(f"results: {base}.json, {base}.md")
+    report.write_scenario(doc, _markdown(doc), stamp, "metering")
     return 0
 
 

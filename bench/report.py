@@ -363,3 +363,15 @@ def goals(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ok = None if value is None else value <= limit
         out[label] = {"value": value, "limit": limit, "ok": ok, "digits": digits}
     return out
+
+
+def write_scenario(doc: dict[str, Any], text: str, stamp: str, kind: str) -> Path:
+    """Write a focused scenario's results (``<stamp>-<commit>-<kind>.json`` and ``.md``), print
+    the markdown and where it went; returns the path without suffix."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    base = RESULTS / f"{stamp}-{doc['git']['short']}-{kind}"
+    base.with_suffix(".json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    base.with_suffix(".md").write_text(text)
+    print(text)
+    print(f"results: {base}.json, {base}.md")
+    return base

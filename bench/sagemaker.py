@@ -41,7 +41,7 @@ from bench import report
 from bench.client import Client, http_request
 from bench.phases import NS_PER_MS, StreamSamples
 from bench.procs import Procs, free_port, pinning_available
-from bench.targets import GATEWAY_BIN, LOAD_CPU, PROXY_CPU
+from bench.targets import LOAD_CPU, start_gateway
 from gateway.config import SageMakerDialect
 from gateway.upstreams.sagemaker_dialects import StreamDecoder, StreamSettings
 from tests.fakes.sagemaker import FakeEndpoint, FakeSageMaker, start_fake_sagemaker, stream_output
@@ -78,7 +78,8 @@ async def _serve_fake(tokens: int, gap_ms: float) -> None:
         await runner.cleanup()
 
 
-def _gateway_config(port: int, fake_port: int) -> str:
+def _gateway_config(port: int, fake_port: int, log_dir: Path) -> str:
+    """One worker, auth off, the fake endpoint, metering into the run's own file ledger."""
     return f"""\
 [server]
 host = "127.0.0.1"
@@ -88,6 +89,13 @@ log_level = "warning"
 
 [auth]
 enabled = false
+
+[tenants.anonymous]
+models = ["*"]
+
+[metering]
+path = "{log_dir / "usage.jsonl"}"
+spill_dir = "{log_dir / "spill"}"
 
 [upstreams.sm]
 kind = "sagemaker"
@@ -252,11 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "--tokens", str(args.tokens), "--gap-ms", str(args.gap_ms)]  # fmt: skip
         fake = procs.start("fake-sagemaker", fake_argv, cpu=LOAD_CPU)
         config = log_dir / "gateway-sagemaker.toml"
-        config.write_text(_gateway_config(free_port(), fake.port))
-        entry = [str(GATEWAY_BIN)] if GATEWAY_BIN.exists() else [sys.executable, "-m", "gateway"]
-        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GATEWAY")}
-        gateway = procs.start("gateway", [*entry, "serve", "--config", str(config)],
-                              cpu=PROXY_CPU, env=env)  # fmt: skip
+        config.write_text(_gateway_config(free_port(), fake.port, log_dir))
+        gateway = start_gateway(procs, config)
         if pin:
             os.sched_setaffinity(0, {LOAD_CPU})
         targets = uvloop.run(_measure(args, fake.port, gateway.port))
@@ -278,11 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "added": _added(targets),
         "decode": decode,
     }
-    base = RESULTS / f"{stamp}-{git['short']}-sagemaker"
-    base.with_suffix(".json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    base.with_suffix(".md").write_text(_markdown(doc))
-    print(_markdown(doc))
-    print(f"results: {base}.json, {base}.md")
+    report.write_scenario(doc, _markdown(doc), stamp, "sagemaker")
     return 0
 
 

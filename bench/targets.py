@@ -105,6 +105,11 @@ def _gateway_argv(command: str, config: Path, *args: str) -> list[str]:
     return [*entry, command, "--config", str(config), *args]
 
 
+def start_gateway(procs: Procs, config: Path, name: str = "gateway") -> Proc:
+    """``gateway serve --config config`` on the proxy CPU, without ``GATEWAY*`` overrides."""
+    return procs.start(name, _gateway_argv("serve", config), cpu=PROXY_CPU, env=_clean_env())
+
+
 def mint_token(log_dir: Path) -> str:
     """A token of the bench's dev issuer (tenant ``bench``, valid 6 h), via ``gateway token``."""
     config = log_dir / "token.toml"
@@ -133,8 +138,7 @@ def start_proxy(name: str, procs: Procs, mock_port: int) -> Proc:
         extra += (f'[metering]\npath = "{procs.log_dir / (name + LEDGER_SUFFIX)}"\n'
                   f'spill_dir = "{procs.log_dir / (name + "-spill")}"\n')  # fmt: skip
         config.write_text(gateway_config(free_port(), mock_port, GATEWAYS[name], key_file, extra))
-        argv = _gateway_argv("serve", config)
-        return procs.start(name, argv, cpu=PROXY_CPU, env=_clean_env())
+        return start_gateway(procs, config, name)
     raise ValueError(f"unknown proxy {name!r}")
 
 
