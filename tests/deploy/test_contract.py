@@ -79,7 +79,7 @@ def _cache_endpoint(synth: Synth, value: Any) -> Any:
     return value
 
 
-SECRET = "secret-from-secrets-manager"
+STAND_IN = "secret-from-secrets-manager"
 """Stands in for each secret's value, except the vault's key material:"""
 VAULT_MATERIAL = "Xq7vR2mKp9LwT4nZb8HcY3sFd6GjA1eUo5QiV0tNrMyWx2Ck"
 """Stands in for the vault's key material: 48 letters and digits, the shape the data stack's
@@ -87,7 +87,7 @@ generator makes (tests/deploy/test_vault_store.py checks the template asks for t
 
 
 def _with_secrets(plain: dict[str, str], secrets: set[str]) -> dict[str, str]:
-    return {**plain, **{name: VAULT_MATERIAL if name == VAULT_KEY_ENV else SECRET
+    return {**plain, **{name: VAULT_MATERIAL if name == VAULT_KEY_ENV else STAND_IN
                         for name in secrets}}  # fmt: skip
 
 
@@ -116,10 +116,10 @@ def test_every_variable_is_accepted_by_the_gateway_loader(synth: Synth) -> None:
     assert config.limits.store == "redis"
     assert config.limits.redis_url is not None
     assert config.limits.redis_url.reveal() == f"rediss://{CACHE_HOST}:{CACHE_PORT}/0"
-    assert config.limits.redis_password == Secret(SECRET)
+    assert config.limits.redis_password == Secret(STAND_IN)
     assert config.phi.vault == "redis"
     assert config.phi.redis_url == config.limits.redis_url
-    assert config.phi.redis_password == Secret(SECRET)
+    assert config.phi.redis_password == Secret(STAND_IN)
     assert config.phi.key_prefix != config.limits.key_prefix
     assert config.phi.vault_key == Secret(VAULT_MATERIAL)
     assert config.phi.key_bytes is not None
@@ -133,7 +133,7 @@ def test_every_variable_is_accepted_by_the_gateway_loader(synth: Synth) -> None:
     assert config.metering.postgres_dsn.reveal() == (
         f"postgresql://ledger@{DATABASE_HOST}:{DATABASE_PORT}/ledger?sslmode=require"
     )
-    assert config.metering.postgres_password == Secret(SECRET)
+    assert config.metering.postgres_password == Secret(STAND_IN)
 
 
 async def test_limits_configured_in_production_use_the_shared_store(synth: Synth) -> None:
@@ -193,7 +193,7 @@ def test_check_config_passes_with_the_task_environment() -> None:
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
     assert VAULT_MATERIAL not in result.stdout + result.stderr
-    short = _check_config({**env, VAULT_KEY_ENV: SECRET})
+    short = _check_config({**env, VAULT_KEY_ENV: STAND_IN})
     assert short.returncode == 3
     assert "phi.vault_key: must be 32 bytes, base64-encoded, or key material" in short.stderr
     memory = _check_config({**env, "GATEWAY__PHI__VAULT": "memory"})

@@ -24,7 +24,7 @@ from tests.deploy.test_stacks import _gateway_container, _one, _resources
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = ROOT / "config" / "gateway.production.toml"
-SECRET_TYPE = "AWS::SecretsManager::Secret"
+SECRETS_MANAGER_TYPE = "AWS::SecretsManager::Secret"
 
 
 def _environment(synth: Synth) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def _secret_refs(synth: Synth) -> dict[str, Any]:
 
 
 def _vault_secret(synth: Synth) -> tuple[str, dict[str, Any]]:
-    found = [(name, r) for name, r in _resources(synth, "data", SECRET_TYPE).items()
+    found = [(name, r) for name, r in _resources(synth, "data", SECRETS_MANAGER_TYPE).items()
              if "PHI vault key material" in r["Properties"]["Description"]]  # fmt: skip
     assert len(found) == 1
     return found[0]
@@ -44,8 +44,9 @@ def _vault_secret(synth: Synth) -> tuple[str, dict[str, Any]]:
 
 def _key_id(synth: Synth, alias_suffix: str) -> str:
     """The data stack's KMS key behind the alias ``<prefix>/<alias_suffix>``."""
+    name = f"alias/{synth.ctx.prefix}/{alias_suffix}"
     aliases = [a["Properties"] for a in _resources(synth, "data", "AWS::KMS::Alias").values()
-               if a["Properties"]["AliasName"] == f"alias/{synth.ctx.prefix}/{alias_suffix}"]  # fmt: skip
+               if a["Properties"]["AliasName"] == name]  # fmt: skip
     assert len(aliases) == 1
     target = aliases[0]["TargetKeyId"]
     assert list(target) == ["Fn::GetAtt"]
@@ -117,7 +118,8 @@ def test_vault_key_secret_is_encrypted_with_the_vault_kms_key(synth: Synth) -> N
     key = _resources(synth, "data", "AWS::KMS::Key")[vault_key]["Properties"]
     assert key["EnableKeyRotation"] is True
     # Nothing else at rest uses the vault key: the other secrets stay on the data key.
-    others = [r["Properties"]["KmsKeyId"] for r in _resources(synth, "data", SECRET_TYPE).values()
+    stored = _resources(synth, "data", SECRETS_MANAGER_TYPE).values()
+    others = [r["Properties"]["KmsKeyId"] for r in stored
               if "PHI vault key material" not in r["Properties"]["Description"]]  # fmt: skip
     assert others
     assert all(k == {"Fn::GetAtt": [data_key, "Arn"]} for k in others)
