@@ -6,7 +6,8 @@ Invariants:
 - the gateway's environment is built only by ``gateway_environment`` and named only by
   ``gateway_environment_names``; ``tests/deploy`` checks both against the gateway's config loader
   (this package never imports ``gateway``: the two sides share variable names only);
-- ``PENDING_GATEWAY_ENV`` lists the variables to add once the gateway's config has those sections.
+- a variable holding a secret is named in ``GATEWAY_SECRET_NAMES`` and comes from Secrets Manager,
+  never as a plain value.
 """
 
 from __future__ import annotations
@@ -249,14 +250,15 @@ CACHE_AUTH_ENV: Final = "GATEWAY__LIMITS__REDIS_PASSWORD"
 LEDGER_AUTH_ENV: Final = "GATEWAY__METERING__POSTGRES_PASSWORD"
 """The ledger user's password (the ``password`` field of the cluster's generated secret), so the
 DSN carries no secret."""
-GATEWAY_SECRET_NAMES: Final = frozenset({LITELLM_API_KEY_ENV, CACHE_AUTH_ENV, LEDGER_AUTH_ENV})
+VAULT_CACHE_AUTH_ENV: Final = "GATEWAY__PHI__REDIS_PASSWORD"
+"""The same AUTH token for the PHI vault, which lives in the same cache (its own key prefix)."""
+VAULT_KEY_ENV: Final = "GATEWAY__PHI__VAULT_KEY"
+"""The vault's key material (the data stack's generated secret, encrypted with the PHI vault KMS
+key); the gateway derives its AES-256 key from it with HKDF-SHA256."""
+GATEWAY_SECRET_NAMES: Final = frozenset(
+    {LITELLM_API_KEY_ENV, CACHE_AUTH_ENV, LEDGER_AUTH_ENV, VAULT_CACHE_AUTH_ENV, VAULT_KEY_ENV}
+)
 """Variables the task definition takes from Secrets Manager, never as plain values."""
-
-PENDING_GATEWAY_ENV: Final[Mapping[str, str]] = {
-    "GATEWAY__PHI__VAULT_KMS_KEY_ARN": "the PHI vault key (data stack; the task role may use it)",
-}
-"""Variables to set once the gateway's config has ``phi`` (a later issue). The stacks already
-create and wire what they point at."""
 
 
 def _env_key(alias: str) -> str:
@@ -291,6 +293,7 @@ def gateway_environment_names(ctx: DeployContext) -> frozenset[str]:
         "GATEWAY__UPSTREAMS__LITELLM__TOTAL_TIMEOUT_S",
         "GATEWAY__LIMITS__REDIS_URL",
         "GATEWAY__LIMITS__REPLICAS",
+        "GATEWAY__PHI__REDIS_URL",
         "GATEWAY__METERING__POSTGRES_DSN",
         f"GATEWAY__APPS__{_env_key(ctx.app_name)}__MODELS",
     }
@@ -325,6 +328,12 @@ class DatabaseValues:
     port: str
 
 
+def cache_url(cache: CacheValues) -> str:
+    """The cache's Redis URL over TLS, no password (the AUTH token is a secret of its own): the
+    rate-limit store and the PHI vault share it, each under its own key prefix."""
+    return f"rediss://{cache.host}:{cache.port}/0"
+
+
 def ledger_dsn(database: DatabaseValues) -> str:
     """``metering.postgres_dsn``: the writer endpoint over TLS, no password (``sslmode=require``
     encrypts; asyncpg then does not verify the certificate: see deploy/README.md)."""
@@ -346,8 +355,9 @@ def gateway_environment(
 
     ``issuers`` maps each name of ``ISSUERS`` to its pool. Tokens are ID tokens: Cognito puts
     ``custom:`` attributes into access tokens only with a V2 pre-token-generation trigger. The
-    cache requires TLS (``rediss://``); its AUTH token is the secret ``CACHE_AUTH_ENV``. The
-    ledger's DSN carries no password either: it is the secret ``LEDGER_AUTH_ENV``.
+    cache requires TLS (``rediss://``); its AUTH token is the secret ``CACHE_AUTH_ENV`` (and
+    ``VAULT_CACHE_AUTH_ENV`` for the PHI vault in the same cache). The ledger's DSN carries no
+    password either: it is the secret ``LEDGER_AUTH_ENV``.
     """
     env = {
         "GATEWAY_CONFIG": GATEWAY_CONFIG_PATH,
@@ -356,8 +366,9 @@ def gateway_environment(
         "GATEWAY__SERVER__DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S),
         "GATEWAY__UPSTREAMS__LITELLM__BASE_URL": litellm_url,
         "GATEWAY__UPSTREAMS__LITELLM__TOTAL_TIMEOUT_S": str(MAX_REQUEST_S),
-        "GATEWAY__LIMITS__REDIS_URL": f"rediss://{cache.host}:{cache.port}/0",
+        "GATEWAY__LIMITS__REDIS_URL": cache_url(cache),
         "GATEWAY__LIMITS__REPLICAS": str(limit_replicas(ctx)),
+        "GATEWAY__PHI__REDIS_URL": cache_url(cache),
         "GATEWAY__METERING__POSTGRES_DSN": ledger_dsn(database),
         f"GATEWAY__APPS__{_env_key(ctx.app_name)}__MODELS": "*",
     }

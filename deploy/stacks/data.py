@@ -2,7 +2,8 @@
 
 Invariants: nothing here is reachable from outside the VPC (isolated subnets, security groups that
 admit only the gateway tasks); everything at rest is encrypted with this stack's
-KMS key; the cache requires TLS and an auth token; secrets live in Secrets Manager.
+KMS key, except the PHI vault's key material, encrypted with the PHI vault key of its own; the
+cache requires TLS and an auth token; secrets live in Secrets Manager.
 """
 
 from __future__ import annotations
@@ -38,12 +39,21 @@ class DataStack(Stack):
                            alias=f"{ctx.prefix}/data", description="Data at rest")  # fmt: skip
         self.vault_key = kms.Key(
             self, "PhiVaultKey", enable_key_rotation=True, removal_policy=removal,
-            alias=f"{ctx.prefix}/phi-vault", description="PHI vault envelope encryption",
+            alias=f"{ctx.prefix}/phi-vault", description="PHI vault key material at rest",
         )  # fmt: skip
         self.litellm_key = self._secret(
             "LiteLLMMasterKey", "LiteLLM master key (gateway -> LiteLLM)"
         )
         self.cache_token = self._secret("CacheAuthToken", "Valkey AUTH token")
+        self.vault_secret = self._secret(
+            "PhiVaultKeyMaterial", "PHI vault key material (the gateway derives its AES key)",
+            key=self.vault_key,
+            rotation="The PHI vault's key material, read at task start: a new value makes the "
+            "vault entries sealed under the old one unreadable, so it is replaced by hand with "
+            "the runbook (deploy/README.md), never on a schedule.",
+        )  # fmt: skip
+        """48 random letters and digits (``phi.vault_key``): replacing it makes every sealed vault
+        entry unreadable, so it is never rotated automatically (deploy/README.md)."""
         vpc = network.vpc
         self.cache_sg = ec2.SecurityGroup(self, "CacheSg", vpc=vpc, allow_all_outbound=False,
                                           description="Valkey: gateway tasks only")  # fmt: skip
@@ -60,9 +70,15 @@ class DataStack(Stack):
         """The cluster's generated credentials (JSON: ``username``, ``password``, ``host``...)."""
 
     def secret_for(
-        self, task: ecs.TaskDefinition, secret: secretsmanager.ISecret, field: str | None = None
+        self,
+        task: ecs.TaskDefinition,
+        secret: secretsmanager.ISecret,
+        field: str | None = None,
+        *,
+        key: kms.IKey | None = None,
     ) -> ecs.Secret:
-        """``secret`` (or its JSON ``field``) as a container secret of ``task`` (in another stack).
+        """``secret`` (or its JSON ``field``) as a container secret of ``task`` (in another stack);
+        ``key`` is the KMS key that encrypts it (default: the data key).
 
         The secret is imported by ARN so its read grant and the key's decrypt grant both land in
         the execution role's policy; granting through the secret itself would edit this stack's
@@ -72,23 +88,29 @@ class DataStack(Stack):
         imported = secretsmanager.Secret.from_secret_complete_arn(
             scope, f"{secret.node.id}Imported{field or ''}", secret.secret_arn
         )
-        self.key.grant_decrypt(task.obtain_execution_role())
+        (key or self.key).grant_decrypt(task.obtain_execution_role())
         return ecs.Secret.from_secrets_manager(imported, field)
 
-    def _secret(self, construct_id: str, description: str) -> secretsmanager.Secret:
+    def _secret(
+        self,
+        construct_id: str,
+        description: str,
+        *,
+        key: kms.IKey | None = None,
+        rotation: str = (
+            "A service credential read at task start: rotate by updating the secret and "
+            "redeploying (a rotation Lambda would restart no task)."
+        ),
+    ) -> secretsmanager.Secret:
         secret = secretsmanager.Secret(
             self, construct_id, description=f"{self._ctx.prefix}: {description}",
-            encryption_key=self.key,
+            encryption_key=key or self.key,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=48, exclude_punctuation=True),
         )  # fmt: skip
-        reason = (
-            "A service credential read at task start: rotate by updating the secret and "
-            "redeploying (a rotation Lambda would restart no task)."
-        )
         Validations.of(secret).acknowledge(
-            Acknowledgment(id="AwsSolutions-SMG4", reason=reason),
-            Acknowledgment(id="HIPAA.Security-SecretsManagerRotationEnabled", reason=reason),
+            Acknowledgment(id="AwsSolutions-SMG4", reason=rotation),
+            Acknowledgment(id="HIPAA.Security-SecretsManagerRotationEnabled", reason=rotation),
         )
         return secret
 

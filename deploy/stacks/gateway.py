@@ -32,6 +32,8 @@ from deploy.settings import (
     LEDGER_AUTH_ENV,
     LITELLM_API_KEY_ENV,
     MAX_REQUEST_S,
+    VAULT_CACHE_AUTH_ENV,
+    VAULT_KEY_ENV,
     CacheValues,
     DatabaseValues,
     DeployContext,
@@ -73,8 +75,9 @@ class GatewayStack(Stack):
         tier = ctx.settings
         task = ecs.FargateTaskDefinition(self, "Task", cpu=tier.gateway_cpu,
                                          memory_limit_mib=tier.gateway_memory_mib)  # fmt: skip
+        # The task role invokes the endpoints only: the gateway makes no KMS call (the PHI vault
+        # key material reaches it as a secret, through the execution role).
         grant_invoke(ctx, task.task_role)
-        data.vault_key.grant_encrypt_decrypt(task.task_role)
         cache = CacheValues(host=data.cache.attr_primary_end_point_address,
                             port=data.cache.attr_primary_end_point_port)  # fmt: skip
         endpoint = data.database.cluster_endpoint
@@ -87,13 +90,17 @@ class GatewayStack(Stack):
                                    client_ids=(auth.admins.client.user_pool_client_id,)),
         })  # fmt: skip
         task.add_volume(name="tmp")
+        cache_auth = data.secret_for(task, data.cache_token)  # limits and vault: one cache
         container = task.add_container(
             "gateway",
             image=image or ecs.ContainerImage.from_asset(str(REPO_ROOT), file="Dockerfile"),
             environment=environment,
             secrets={LITELLM_API_KEY_ENV: data.secret_for(task, data.litellm_key),
-                     CACHE_AUTH_ENV: data.secret_for(task, data.cache_token),
-                     LEDGER_AUTH_ENV: data.secret_for(task, data.ledger_secret, "password")},
+                     CACHE_AUTH_ENV: cache_auth,
+                     LEDGER_AUTH_ENV: data.secret_for(task, data.ledger_secret, "password"),
+                     VAULT_CACHE_AUTH_ENV: cache_auth,
+                     VAULT_KEY_ENV: data.secret_for(task, data.vault_secret,
+                                                    key=data.vault_key)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="gateway", log_group=encrypted_log_group(
                 self, "Logs", ctx, network.logs_key)),
             port_mappings=[ecs.PortMapping(container_port=GATEWAY_PORT)],
@@ -108,16 +115,13 @@ class GatewayStack(Stack):
         container.add_mount_points(ecs.MountPoint(container_path=scratch, source_volume="tmp",
                                                   read_only=False))  # fmt: skip
         add_metrics_agent(self, ctx, task, network.logs_key)
-        vault = "Envelope encryption with the PHI vault key only (one key ARN)."
         Validations.of(task).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-ECS2",
                 reason="Non-secret settings (deploy/settings.py gateway_environment); "
-                "the LiteLLM key, the cache AUTH token and the ledger password come from "
-                "Secrets Manager.",
+                "the LiteLLM key, the cache AUTH token, the ledger password and the PHI vault "
+                "key material come from Secrets Manager.",
             ),
-            Acknowledgment(id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", reason=vault),
-            Acknowledgment(id="AwsSolutions-IAM5[Action::kms:ReEncrypt*]", reason=vault),
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="ecr:GetAuthorizationToken (image pull) has no resource scope.",

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from gateway.config.secret import Secret
 
 PhiMode = Literal["auto", "manual", "disabled"]
@@ -33,6 +36,12 @@ OPT_IN_CATEGORIES: Final = ("DIAGNOSIS", "TREATMENT")
 DEFAULT_CATEGORY_NAMES: Final = tuple(c for c in CATEGORY_NAMES if c not in OPT_IN_CATEGORIES)
 EVERYONE: Final = "*"
 DAY_S: Final = 86_400.0
+VAULT_KEY_BYTES: Final = 32
+MIN_KEY_MATERIAL_CHARS: Final = 40
+"""Shortest ``vault_key`` that is not base64 of 32 bytes: 40 random alphanumeric characters (as
+Secrets Manager's generator makes them) carry about 238 bits, close to the 256 of the AES key."""
+VAULT_KEY_INFO: Final = b"phi-gateway vault key v1"
+"""HKDF ``info`` of the derived key: changing it changes every derived key (a new version)."""
 
 
 def check_categories(names: tuple[str, ...], where: str) -> Iterator[str]:
@@ -126,9 +135,12 @@ class PhiConfig:
     timeout_ms: float = 250.0
     """Longest wait for one vault call; then the request fails closed (500)."""
     vault_key: Secret | None = None
-    """AES-256-GCM key of the vault: 32 bytes, base64 (`gateway phi-key` makes one; set it via the
-    environment). Unset: a random key per process, so placeholders of one process cannot be
-    re-identified by another, and `vault = "redis"` or several workers are refused."""
+    """AES-256-GCM key of the vault (set it via the environment): 32 bytes, base64 (`gateway
+    phi-key` makes one), used as is; or any other key material of at least 40 characters (e.g. a
+    random string from Secrets Manager's generator), from which HKDF-SHA256 derives the key (no
+    salt, info `phi-gateway vault key v1`). Unset: a random key per process, so placeholders of
+    one process cannot be re-identified by another, and `vault = "redis"` or several workers are
+    refused."""
     max_input_bytes: int = 1_048_576
     """Largest prompt text (JSON of the messages) redacted; larger requests with PHI handling on
     get 413."""
@@ -138,14 +150,8 @@ class PhiConfig:
 
     @property
     def key_bytes(self) -> bytes | None:
-        """The decoded vault key, if configured and valid."""
-        if self.vault_key is None:
-            return None
-        try:
-            key = base64.b64decode(self.vault_key.reveal(), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        return key if len(key) == 32 else None
+        """The vault's AES key, if configured and valid (see ``vault_key_bytes``)."""
+        return None if self.vault_key is None else vault_key_bytes(self.vault_key.reveal())
 
     def check(self, where: str) -> Iterator[str]:
         """Problems beyond the field types."""
@@ -160,13 +166,33 @@ class PhiConfig:
         elif self.redis_password is not None:
             yield f"{where}.redis_password: only used with vault = 'redis'"
         if self.vault_key is not None and self.key_bytes is None:
-            yield f"{where}.vault_key: must be 32 bytes, base64-encoded"
+            yield (
+                f"{where}.vault_key: must be 32 bytes, base64-encoded, or key material of at "
+                f"least {MIN_KEY_MATERIAL_CHARS} characters"
+            )
         if not 1 <= self.timeout_ms <= 10_000:
             yield f"{where}.timeout_ms: must be between 1 and 10000"
         if self.max_input_bytes < 1024:
             yield f"{where}.max_input_bytes: must be at least 1024"
         if self.inline_bytes < 0:
             yield f"{where}.inline_bytes: must be >= 0"
+
+
+def vault_key_bytes(material: str) -> bytes | None:
+    """The 32-byte AES key of ``phi.vault_key``: base64 of exactly 32 bytes is the key itself;
+    other material of at least ``MIN_KEY_MATERIAL_CHARS`` characters goes through HKDF-SHA256
+    (no salt: the material is already uniformly random, and every process must derive the same
+    key); anything shorter is refused (None)."""
+    try:
+        key = base64.b64decode(material, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) == VAULT_KEY_BYTES:
+        return key
+    if len(material) < MIN_KEY_MATERIAL_CHARS:
+        return None
+    hkdf = HKDF(algorithm=SHA256(), length=VAULT_KEY_BYTES, salt=None, info=VAULT_KEY_INFO)
+    return hkdf.derive(material.encode())
 
 
 def _url_password(url: str) -> bool:

@@ -77,23 +77,27 @@ def test_password_is_the_clusters_secret_password_field(synth: Synth) -> None:
     template = json.loads(generated["Properties"]["GenerateSecretString"]["SecretStringTemplate"])
     assert template == {"username": LEDGER_USER}
     # The execution role may read it and decrypt it with the data key.
+    assert arn in execution_role_resources(synth, "secretsmanager:GetSecretValue")
+    data_key = _logical_id_of_key(generated)
+    assert data_key in _resources(synth, "data", "AWS::KMS::Key")
+    decrypt = [_exported(synth, "data", r) for r in execution_role_resources(synth, "kms:Decrypt")]
+    assert {"Fn::GetAtt": [data_key, "Arn"]} in decrypt
+
+
+def execution_role_resources(synth: Synth, action: str) -> list[Any]:
+    """Every resource the gateway task's execution role may use ``action`` on."""
     statements = [
         s
         for p in _resources(synth, "gateway", "AWS::IAM::Policy").values()
         if "ExecutionRole" in str(p["Properties"]["Roles"])
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
-    readable = [
+    return [
         r
         for s in statements
-        if "secretsmanager:GetSecretValue" in s["Action"]
+        if action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
         for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
     ]
-    assert arn in readable
-    data_key = _logical_id_of_key(generated)
-    assert data_key in _resources(synth, "data", "AWS::KMS::Key")
-    decrypt = [s["Resource"] for s in statements if s["Action"] == "kms:Decrypt"]
-    assert [_exported(synth, "data", r) for r in decrypt] == [{"Fn::GetAtt": [data_key, "Arn"]}]
 
 
 def _logical_id_of_key(secret: dict[str, Any]) -> str:

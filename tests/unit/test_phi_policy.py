@@ -109,7 +109,7 @@ vault_key = "c2hvcnQ="
         "tenants.t.phi.vault_ttl_s",
         "apps.a.phi.categories: name at least one category",
         "phi.redis_url",
-        "phi.vault_key: must be 32 bytes",
+        "phi.vault_key: must be 32 bytes, base64-encoded, or key material of at least 40",
     ):
         assert expected in problems
 
