@@ -69,18 +69,29 @@ class Pattern:
         return self._re.fullmatch(text) is not None
 
     def earliest_full(
-        self, text: str, first: int, *, fast: bool = True, starts: frozenset[str] | None = None
+        self,
+        text: str,
+        first: int,
+        *,
+        fast: bool = True,
+        starts: frozenset[str] | None = None,
+        starts_in_word: frozenset[str] | None = None,
     ) -> int:
         """The smallest ``i >= first`` such that the pattern matches all of ``text[i:]`` and
         ``i < len(text)``, else ``len(text)``. ``starts``: every ASCII character a match can
-        begin with (a superset is fine); on ASCII text other positions are not tried."""
+        begin with (a superset is fine); ``starts_in_word``: those it can begin with right after
+        an ASCII word character. On ASCII text other positions are not tried."""
         if fast and self._raw is not None and text.isascii():
             data = text.encode("ascii")
             end = len(data)
             both = _ANCHOR.ANCHOR_BOTH  # type: ignore[union-attr]
             for i in range(first, end):
-                if starts is not None and text[i] not in starts:
-                    continue
+                if starts is not None:
+                    allowed = starts
+                    if starts_in_word is not None and i and is_word(text[i - 1]):
+                        allowed = starts_in_word
+                    if text[i] not in allowed:
+                        continue
                 if self._raw.Match(both, data, i, end)[0][0] >= 0:
                     return i
             return end
@@ -88,3 +99,38 @@ class Pattern:
             if self._re.fullmatch(text, i):
                 return i
         return len(text)
+
+
+def is_word(ch: str) -> bool:
+    """Whether ``ch`` is a word character for RE2's ASCII ``\\b``."""
+    return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+class RuleSet:
+    """Which of several patterns match starting exactly at a position (RE2's ``Set``): one
+    automaton pass instead of one anchored match per pattern.
+
+    ASCII bytes only. The binding drops ``RE2::Set::Match``'s failure flag, so an empty answer
+    may also mean the automaton gave up: callers treat it as "unknown", never as "no match".
+    """
+
+    __slots__ = ("_after", "_at_start")
+
+    def __init__(self, patterns: list[str], *, max_mem: int = 64 << 20) -> None:
+        options = re2.Options()
+        options.max_mem = max_mem
+        # Left context: a pattern preceded by one any-byte step sees the character before the
+        # position for its word boundaries, as an anchored match with ``pos`` does.
+        self._after = re2.Set.MatchSet(options)
+        self._at_start = re2.Set.MatchSet(options)
+        for pattern in patterns:
+            self._after.Add(f"(?s:.)(?:{pattern})")
+            self._at_start.Add(pattern)
+        self._after.Compile()
+        self._at_start.Compile()
+
+    def matching_at(self, data: bytes, pos: int) -> list[int]:
+        """Indexes of the patterns with a match starting at ``data[pos]`` (unordered; maybe
+        empty when the automaton failed)."""
+        found = self._after.Match(data[pos - 1 :]) if pos else self._at_start.Match(data)
+        return found or []

@@ -28,7 +28,7 @@ import ahocorasick
 
 from gateway.errors import GatewayError, RedactionFailed
 from gateway.phi.categories import Category
-from gateway.phi.detectors import Detector
+from gateway.phi.detectors import Candidate, Detector, Span
 from gateway.phi.engine import Pattern
 from gateway.phi.grammar import B, Group, Lit, Node, Seq, alt, rep, seq
 from gateway.phi.redactor import PlaceholderBook
@@ -92,18 +92,28 @@ class _SafeCut:
             return ""
         return self._step(self._ctx + self._buf, final=True)
 
+    def _resolve(
+        self, text: str, pos: int, *, final: bool
+    ) -> tuple[int, list[tuple[int, int]], list[Edit]]:
+        """The cut before settling, the match extents and the edits for ``text[pos:]``."""
+        extents, edits = self._scan(text, pos)
+        return (len(text) if final else self._hold(text, pos)), extents, edits
+
+    def _advance(self, cut: int, pos: int) -> None:
+        """The buffer now starts at ``text[cut]`` (``pos`` was its previous start)."""
+
     def _step(self, text: str, *, final: bool) -> str:
         pos = len(self._ctx)
         try:
-            extents, edits = self._scan(text, pos)
-            cut = len(text) if final else self._hold(text, pos)
+            cut, extents, edits = self._resolve(text, pos, final=final)
+            cut = _settle(cut, extents)
+            out = _apply(text, pos, cut, edits)
+            self._advance(cut, pos)
         except Exception as exc:  # PHI: any matcher failure fails closed, for good
             self._failed = True
             if isinstance(exc, GatewayError):
                 raise
             raise RedactionFailed("PHI transformation of the stream failed") from exc
-        cut = _settle(cut, extents)
-        out = _apply(text, pos, cut, edits)
         self._ctx = text[max(cut - 1, 0) : cut]
         self._buf = text[cut:]
         return out
@@ -198,10 +208,14 @@ class Reidentifier(_SafeCut):
 
     #: A placeholder (mutated or not) begins with ``[`` or, at a word boundary, ``PHI``.
     _starts = frozenset("[pP")
+    #: After a word character the ``\\b`` before ``PHI`` fails: only ``[`` may begin one.
+    _starts_in_word = frozenset("[")
 
     def _hold(self, text: str, pos: int) -> int:
         start = max(pos, len(text) - self.max_hold)
-        return self._prefix.earliest_full(text, start, starts=self._starts)
+        return self._prefix.earliest_full(
+            text, start, starts=self._starts, starts_in_word=self._starts_in_word
+        )
 
 
 # --- masking --------------------------------------------------------------------------------
@@ -217,14 +231,27 @@ def _fold(text: str) -> str:
 
 
 class Masker(_SafeCut):
-    """Generated PHI and echoes of originals -> placeholders (issued through ``book``)."""
+    """Generated PHI and echoes of originals -> placeholders (issued through ``book``).
 
-    __slots__ = ("_book", "_detector", "_echo", "_echo_first", "_echo_len")
+    Detection resumes where the last feed stopped instead of rescanning what is held: rule
+    matches are found by ``Detector.scan`` only below the detector's hold point, where they are
+    final, and kept (relative to the buffer) until emitted; ``hold_from`` resumes from its last
+    answer. Echoes of originals are rescanned (Aho-Corasick over the held text, cheap).
+    """
+
+    __slots__ = ("_book", "_chain", "_detector", "_echo", "_echo_first", "_echo_len", "_found",
+                 "_viable")  # fmt: skip
 
     def __init__(self, detector: Detector, book: PlaceholderBook) -> None:
         super().__init__()
         self._detector = detector
         self._book = book
+        self._found: list[Candidate] = []
+        """Final rule matches not yet emitted, offsets relative to the buffer's start."""
+        self._chain = 0
+        """Where the match chain resumes, relative to the buffer's start."""
+        self._viable = 0
+        """The detector's last hold point, relative to the buffer's start."""
         self._echo = ahocorasick.Automaton()
         self._echo_len = 0
         self._echo_first: set[str] = set()
@@ -242,36 +269,62 @@ class Masker(_SafeCut):
         """Upper bound on the characters held back."""
         return max(self._detector.max_hold, self._echo_len)
 
-    def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
-        extents: list[tuple[int, int]] = []
+    def _resolve(
+        self, text: str, pos: int, *, final: bool
+    ) -> tuple[int, list[tuple[int, int]], list[Edit]]:
+        hold = len(text)
+        if not final:
+            hold = self._detector.hold_from(text, pos + self._viable)
+        self._viable = hold - pos
+        cut = hold if final else self._echo_hold(text, pos, hold)
+        found, chain = self._detector.scan(text, pos + self._chain, cut)
+        self._chain = chain - pos
+        cands = [_shift(c, pos) for c in self._found] + found
+        self._found = cands
+        extents = [(c.start, c.end) for c in cands]
         edits: list[Edit] = []
-        for cand in self._detector.candidates(text, pos):
-            extents.append((cand.start, cand.end))
+        for cand in cands:
             for span in cand.spans:
                 value = text[span.start : span.end]
                 issue = functools.partial(self._book.placeholder, span.category, value)
                 edits.append((span.start, span.end, issue))
         if self._echo_len:
-            # PHI: echoes match anywhere, word boundaries or not: a leak costs more than masking
-            # an original inside a longer word.
-            for last, (length, placeholder) in self._echo.iter(_fold(text), pos):
-                start, end = last + 1 - length, last + 1
-                if (
-                    start < pos
-                ):  # pragma: no cover - began in emitted context; the hold rule forbids it
-                    continue
-                extents.append((start, end))
-                edits.append((start, end, functools.partial(str, placeholder)))
-        return extents, edits
+            self._echo_matches(text, pos, extents, edits)
+        return cut, extents, edits
 
-    def _hold(self, text: str, pos: int) -> int:
-        hold = self._detector.hold_from(text, pos)
+    def _advance(self, cut: int, pos: int) -> None:
+        # Offsets become relative to the new buffer start ``cut``; emitted matches end <= cut.
+        self._found = [_shift(c, -cut) for c in self._found if c.start >= cut]
+        self._chain -= cut - pos
+        self._viable -= cut - pos
+
+    def _echo_matches(
+        self, text: str, pos: int, extents: list[tuple[int, int]], edits: list[Edit]
+    ) -> None:
+        # PHI: echoes match anywhere, word boundaries or not: a leak costs more than masking
+        # an original inside a longer word.
+        for last, (length, placeholder) in self._echo.iter(_fold(text), pos):
+            start, end = last + 1 - length, last + 1
+            if start < pos:  # pragma: no cover - began in emitted context; the hold rule forbids it
+                continue
+            extents.append((start, end))
+            edits.append((start, end, functools.partial(str, placeholder)))
+
+    def _echo_hold(self, text: str, pos: int, hold: int) -> int:
         if self._echo_len:
             folded = _fold(text)
             for start in range(max(pos, len(text) - self._echo_len + 1), hold):
                 if folded[start] in self._echo_first and self._echo.match(folded[start:]):
                     return start
         return hold
+
+
+def _shift(cand: Candidate, delta: int) -> Candidate:
+    """``cand`` with every offset moved by ``delta``."""
+    if not delta:
+        return cand
+    spans = tuple(Span(s.start + delta, s.end + delta, s.category) for s in cand.spans)
+    return Candidate(cand.start + delta, cand.end + delta, spans)
 
 
 def reidentify_text(text: str, originals: Mapping[str, str]) -> str:
@@ -284,36 +337,3 @@ def mask_text(text: str, detector: Detector, book: PlaceholderBook) -> str:
     """Whole-text masking (the reference for the streamed result)."""
     t = Masker(detector, book)
     return t.feed(text) + t.flush()
-
-
-#: Fictional values only (555 numbers, example domains, documented test and sample numbers).
-WARM_UP_TEXT = (
-    "Patient Jane Q. Doe (MRN: A1234567, DOB 01/02/1934) was seen by Dr. John Roe on March 3rd, "
-    "2021 and 2021-07-14. Call (212) 555-0199, +1 415-555-0123, fax: 212-555-0100 or email "
-    "jane.doe@example.org, https://portal.example.org/p/1?a=b www.example.com 192.168.0.1 "
-    "2001:db8::1. SSN 123-45-6789, member ID ABC123456789, Medicare 1EG4-TE5-MK73, card 4111 1111 "
-    "1111 1111, NPI 1234567893, DEA AB1234563, VIN 1HGCM82633A004352, license plate 7ABC123, "
-    "serial number PM-20931-X, claim # CLM-0099812. A 93-year-old woman, aged 101, lives at 123 "
-    "Main Street, Apt 4B, Springfield, IL 62704, PO Box 12, near Mercy General Hospital in "
-    "Chicago. The daughter Emily Davis and Mrs. Garcia agreed; ask [PHI_NAME_1] or phi name 2. "
-)
-
-
-def warm_up(detector: Detector, *, rounds: int = 3) -> None:
-    """Stream ``WARM_UP_TEXT`` through a masker and a re-identifier so that RE2 builds its lazily
-    constructed automaton states now, at start-up, instead of on the first requests.
-
-    Measured on unseen generated text (2-6 character chunks): masker p99 per chunk 357 us cold,
-    42 us after this call. Results never depend on it.
-    """
-    sizes = (2, 5, 3, 6, 4)
-    for _ in range(rounds):
-        masker, reidentifier = Masker(detector, PlaceholderBook()), Reidentifier({})
-        pos = i = 0
-        while pos < len(WARM_UP_TEXT):
-            chunk = WARM_UP_TEXT[pos : pos + sizes[i % len(sizes)]]
-            masker.feed(chunk)
-            reidentifier.feed(chunk)
-            pos, i = pos + len(chunk), i + 1
-        masker.flush()
-        reidentifier.flush()

@@ -31,7 +31,8 @@ from gateway.errors import InvalidRequest, PayloadTooLarge, PermissionDenied, Re
 from gateway.phi.categories import Category
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PLACEHOLDER_RE, PlaceholderBook, Redaction, redact_chat
-from gateway.phi.transducer import Masker, Reidentifier, warm_up
+from gateway.phi.transducer import Masker, Reidentifier
+from gateway.phi.warmup import warm_up
 from gateway.phi.vault import MemoryVault, Sealer, Vault
 from gateway.privacy.output import Chain, OutputTransformer
 from gateway.privacy.policy import PhiPlan, PhiPolicies, refuse_unmaskable

@@ -410,14 +410,14 @@ async def test_detector_failure_mid_stream_ends_with_an_error_event(
     stack.fake.default = Behaviour(
         text="All good so far. Then boom: 212-555-0199", piece_chars=4, chunk_delay_s=0.01
     )
-    real = Detector.candidates
+    real = Detector.scan
 
-    def failing(self: Detector, text: str, pos: int = 0) -> Any:
+    def failing(self: Detector, text: str, start: int, stop: int) -> Any:
         if "boom" in text:
             raise RuntimeError("detector crashed")
-        return real(self, text, pos)
+        return real(self, text, start, stop)
 
-    monkeypatch.setattr(Detector, "candidates", failing)
+    monkeypatch.setattr(Detector, "scan", failing)
     events = await _raw_stream(stack, "hello")
     assert "error" in events[-1]
     content = "".join(

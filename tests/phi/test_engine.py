@@ -51,12 +51,38 @@ def _detector() -> Detector:
 def test_first_character_filters_never_change_the_hold(text: str, pos: int) -> None:
     """``starts`` only skips positions where no match can begin (detector and placeholders)."""
     pos = min(pos, len(text))
-    for prefix, starts, max_hold in (
-        (_detector()._prefix, _detector()._starts, _detector().max_hold),
-        (Reidentifier._prefix, Reidentifier._starts, Reidentifier.max_hold),
-    ):
+    d = _detector()
+    for prefix, starts, in_word, max_hold in (
+        (d._prefix, d._starts, d._starts_in_word, d.max_hold),
+        (Reidentifier._prefix, Reidentifier._starts, Reidentifier._starts_in_word,
+         Reidentifier.max_hold),
+    ):  # fmt: skip
         start = max(pos, len(text) - max_hold)
-        assert prefix.earliest_full(text, start, starts=starts) == prefix.earliest_full(text, start)
+        unfiltered = prefix.earliest_full(text, start)
+        assert prefix.earliest_full(text, start, starts=starts) == unfiltered
+        assert prefix.earliest_full(text, start, starts=starts, starts_in_word=in_word) == unfiltered
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_DETECTOR_TEXT, cut=st.integers(0, 61), split=st.integers(0, 61))
+def test_scan_resumed_anywhere_equals_candidates(text: str, cut: int, split: int) -> None:
+    """The anchored per-position chain (in two legs) finds exactly the unanchored matches."""
+    split = min(split, len(text))
+    first, resume = _detector().scan(text, 0, split)
+    rest, end = _detector().scan(text, resume, len(text))
+    assert first + rest == _detector().candidates(text)
+    assert end >= len(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_DETECTOR_TEXT, more=_DETECTOR_TEXT)
+def test_appending_text_never_moves_the_hold_back(text: str, more: str) -> None:
+    """What the masker's resumed hold search relies on: a position that is no match prefix
+    stays none whatever follows."""
+    d = _detector()
+    before = d.hold_from(text)
+    after = d.hold_from(text + more)
+    assert after >= before
 
 
 def test_a_match_starting_after_a_word_character_finds_its_rule() -> None:

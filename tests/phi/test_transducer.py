@@ -13,13 +13,11 @@ from gateway.errors import RedactionFailed
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PlaceholderBook
 from gateway.phi.transducer import (
-    WARM_UP_TEXT,
     Masker,
     Reidentifier,
     Transducer,
     mask_text,
     reidentify_text,
-    warm_up,
 )
 
 DETECTOR = Detector()
@@ -183,6 +181,9 @@ class _Broken(Detector):
     def candidates(self, text: str, pos: int = 0) -> list[Any]:
         raise RuntimeError("engine failure")
 
+    def scan(self, text: str, start: int, stop: int) -> tuple[list[Any], int]:
+        raise RuntimeError("engine failure")
+
 
 def test_a_detector_error_fails_closed() -> None:
     t = Masker(_Broken(), PlaceholderBook())
@@ -206,12 +207,3 @@ def test_categories_with_digits_and_several_words_reidentify() -> None:
     assert reidentify_text(model, originals) == expected
     t = Reidentifier(originals)
     assert "".join(t.feed(ch) for ch in model) + t.flush() == expected
-
-
-def test_warm_up_changes_no_result() -> None:
-    detector = Detector()
-    before = mask_text(WARM_UP_TEXT, detector, PlaceholderBook())
-    warm_up(detector, rounds=1)
-    assert mask_text(WARM_UP_TEXT, detector, PlaceholderBook()) == before
-    assert "123-45-6789" not in before
-    assert "jane.doe@example.org" not in before
