@@ -81,7 +81,7 @@ class Detector:
         # program. Captures over the whole alternation ran RE2's NFA over a ~15k-instruction
         # program for every match (about 10 us each).
         self._bounds = Pattern("|".join(r.node.full() for r in rules), capture=False)
-        self._prefix = Pattern("|".join(r.node.prefix() for r in rules), capture=False)
+        self._prefix = Pattern("|".join(r.node.prefix(loose=True) for r in rules), capture=False)
         self._all: list[_Compiled] = []
         for r in rules:
             pattern = Pattern(r.node.full())
@@ -90,7 +90,7 @@ class Detector:
         # Rules that may start with each ASCII character, in rule order: the prefix language of
         # one character after a word character, after a space and at the start, so word
         # boundaries on either side count (a `\b` before ":" holds only after a word character).
-        starts = [Pattern(r.node.prefix(), capture=False) for r in rules]
+        starts = [Pattern(r.node.prefix(loose=True), capture=False) for r in rules]
         self._by_first: dict[str, list[_Compiled]] = {
             chr(code): [
                 c

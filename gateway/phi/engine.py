@@ -85,11 +85,11 @@ class Pattern:
             data = text.encode("ascii")
             end = len(data)
             both = _ANCHOR.ANCHOR_BOTH  # type: ignore[union-attr]
+            in_word = starts if starts_in_word is None else starts_in_word
             for i in range(first, end):
                 if starts is not None:
-                    allowed = starts
-                    if starts_in_word is not None and i and is_word(text[i - 1]):
-                        allowed = starts_in_word
+                    before = text[i - 1] if i else " "  # ASCII here: isalnum is \w's test
+                    allowed = in_word if before.isalnum() or before == "_" else starts
                     if text[i] not in allowed:
                         continue
                 if self._raw.Match(both, data, i, end)[0][0] >= 0:

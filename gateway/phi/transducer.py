@@ -53,19 +53,24 @@ class Transducer(Protocol):
 class _SafeCut:
     """Buffering and the cut rule; subclasses say what matches and where a match may start."""
 
-    __slots__ = ("_buf", "_ctx", "_failed")
+    __slots__ = ("_buf", "_ctx", "_failed", "_viable")
 
     def __init__(self) -> None:
         self._buf = ""
         self._ctx = ""
         self._failed = False
+        self._viable = 0
+        """The last hold point, relative to the buffer's start. Positions before it could not
+        begin a match then and cannot now (no text appended makes a non-prefix a prefix), so
+        the next hold search resumes there."""
 
     def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
         """Match extents and the edits inside them, for matches in ``text[pos:]``."""
         raise NotImplementedError
 
-    def _hold(self, text: str, pos: int) -> int:
-        """The earliest index from which ``text`` may still become (part of) a match."""
+    def _hold(self, text: str, first: int) -> int:
+        """The earliest index ``>= first`` from which ``text`` may still become (part of) a
+        match."""
         raise NotImplementedError
 
     def feed(self, text: str) -> str:
@@ -97,10 +102,16 @@ class _SafeCut:
     ) -> tuple[int, list[tuple[int, int]], list[Edit]]:
         """The cut before settling, the match extents and the edits for ``text[pos:]``."""
         extents, edits = self._scan(text, pos)
-        return (len(text) if final else self._hold(text, pos)), extents, edits
+        return (len(text) if final else self._resumed_hold(text, pos)), extents, edits
+
+    def _resumed_hold(self, text: str, pos: int) -> int:
+        hold = self._hold(text, pos + self._viable)
+        self._viable = hold - pos
+        return hold
 
     def _advance(self, cut: int, pos: int) -> None:
         """The buffer now starts at ``text[cut]`` (``pos`` was its previous start)."""
+        self._viable = max(self._viable - (cut - pos), 0)
 
     def _step(self, text: str, *, final: bool) -> str:
         pos = len(self._ctx)
@@ -211,8 +222,8 @@ class Reidentifier(_SafeCut):
     #: After a word character the ``\\b`` before ``PHI`` fails: only ``[`` may begin one.
     _starts_in_word = frozenset("[")
 
-    def _hold(self, text: str, pos: int) -> int:
-        start = max(pos, len(text) - self.max_hold)
+    def _hold(self, text: str, first: int) -> int:
+        start = max(first, len(text) - self.max_hold)
         return self._prefix.earliest_full(
             text, start, starts=self._starts, starts_in_word=self._starts_in_word
         )
@@ -239,8 +250,8 @@ class Masker(_SafeCut):
     answer. Echoes of originals are rescanned (Aho-Corasick over the held text, cheap).
     """
 
-    __slots__ = ("_book", "_chain", "_detector", "_echo", "_echo_first", "_echo_len", "_found",
-                 "_viable")  # fmt: skip
+    __slots__ = ("_book", "_chain", "_detector", "_echo", "_echo_first", "_echo_len",
+                 "_echo_viable", "_found")  # fmt: skip
 
     def __init__(self, detector: Detector, book: PlaceholderBook) -> None:
         super().__init__()
@@ -250,8 +261,8 @@ class Masker(_SafeCut):
         """Final rule matches not yet emitted, offsets relative to the buffer's start."""
         self._chain = 0
         """Where the match chain resumes, relative to the buffer's start."""
-        self._viable = 0
-        """The detector's last hold point, relative to the buffer's start."""
+        self._echo_viable = 0
+        """``_viable`` for echoes of originals."""
         self._echo = ahocorasick.Automaton()
         self._echo_len = 0
         self._echo_first: set[str] = set()
@@ -269,14 +280,18 @@ class Masker(_SafeCut):
         """Upper bound on the characters held back."""
         return max(self._detector.max_hold, self._echo_len)
 
+    def _hold(self, text: str, first: int) -> int:
+        return self._detector.hold_from(text, first)
+
     def _resolve(
         self, text: str, pos: int, *, final: bool
     ) -> tuple[int, list[tuple[int, int]], list[Edit]]:
-        hold = len(text)
+        folded = _fold(text) if self._echo_len else ""
+        cut = len(text)
         if not final:
-            hold = self._detector.hold_from(text, pos + self._viable)
-        self._viable = hold - pos
-        cut = hold if final else self._echo_hold(text, pos, hold)
+            cut = self._resumed_hold(text, pos)
+            if self._echo_len:
+                cut = self._echo_hold(folded, pos, cut)
         found, chain = self._detector.scan(text, pos + self._chain, cut)
         self._chain = chain - pos
         cands = [_shift(c, pos) for c in self._found] + found
@@ -289,33 +304,36 @@ class Masker(_SafeCut):
                 issue = functools.partial(self._book.placeholder, span.category, value)
                 edits.append((span.start, span.end, issue))
         if self._echo_len:
-            self._echo_matches(text, pos, extents, edits)
+            self._echo_matches(folded, pos, extents, edits)
         return cut, extents, edits
 
     def _advance(self, cut: int, pos: int) -> None:
         # Offsets become relative to the new buffer start ``cut``; emitted matches end <= cut.
+        super()._advance(cut, pos)
         self._found = [_shift(c, -cut) for c in self._found if c.start >= cut]
         self._chain -= cut - pos
-        self._viable -= cut - pos
+        self._echo_viable = max(self._echo_viable - (cut - pos), 0)
 
     def _echo_matches(
-        self, text: str, pos: int, extents: list[tuple[int, int]], edits: list[Edit]
+        self, folded: str, pos: int, extents: list[tuple[int, int]], edits: list[Edit]
     ) -> None:
         # PHI: echoes match anywhere, word boundaries or not: a leak costs more than masking
         # an original inside a longer word.
-        for last, (length, placeholder) in self._echo.iter(_fold(text), pos):
+        for last, (length, placeholder) in self._echo.iter(folded, pos):
             start, end = last + 1 - length, last + 1
             if start < pos:  # pragma: no cover - began in emitted context; the hold rule forbids it
                 continue
             extents.append((start, end))
             edits.append((start, end, functools.partial(str, placeholder)))
 
-    def _echo_hold(self, text: str, pos: int, hold: int) -> int:
-        if self._echo_len:
-            folded = _fold(text)
-            for start in range(max(pos, len(text) - self._echo_len + 1), hold):
-                if folded[start] in self._echo_first and self._echo.match(folded[start:]):
-                    return start
+    def _echo_hold(self, folded: str, pos: int, hold: int) -> int:
+        """The earliest index before ``hold`` where an original's echo may still begin."""
+        first = max(pos + self._echo_viable, len(folded) - self._echo_len + 1)
+        for start in range(first, hold):
+            if folded[start] in self._echo_first and self._echo.match(folded[start:]):
+                self._echo_viable = start - pos
+                return start
+        self._echo_viable = max(hold, first) - pos
         return hold
 
 
