@@ -12,6 +12,7 @@ character before ``pos``; no state between calls.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import re2
@@ -20,6 +21,8 @@ Spans = list[tuple[int, int]]
 """Span of group 0 (the match) then of every capturing group; ``(-1, -1)`` when unset."""
 
 _ANCHOR = getattr(re2, "_Anchor", None)
+#: A named group's opening (not after an escaping backslash); the grammar writes groups only so.
+_NAMED_GROUP = re.compile(r"(?<!\\)((?:\\\\)*)\(\?P<\w+>")
 
 
 class Pattern:
@@ -31,6 +34,11 @@ class Pattern:
         options = re2.Options()
         options.max_mem = max_mem
         options.never_capture = not capture
+        if not capture:
+            # ``never_capture`` alone still reports the groups, so the binding asks RE2 for
+            # every group's span and RE2 runs its submatch engines over the whole program
+            # (measured: anchored match 4.7 us instead of 1.5 us on the detector alternation).
+            pattern = _NAMED_GROUP.sub(r"\1(?:", pattern)
         self._re = re2.compile(pattern, options)
         self._raw = getattr(self._re, "_regexp", None) if _ANCHOR is not None else None
         self._ngroups: int = self._re.groups
