@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gateway.phi import names
 from gateway.phi.categories import DEFAULT_CATEGORIES, Category
-from gateway.phi.engine import Pattern, RuleSet, Spans, is_word
+from gateway.phi.engine import Pattern, RuleSet, Spans, Starts
 from gateway.phi.patterns import RULES, Rule
 
 _CONTEXTS = ("", "a", " ")
@@ -66,7 +66,6 @@ class Detector:
         "_prefix",
         "_set",
         "_starts",
-        "_starts_in_word",
         "max_hold",
     )
 
@@ -99,14 +98,12 @@ class Detector:
             ]
             for code in range(128)
         }
-        self._starts = frozenset(ch for ch, rules_at in self._by_first.items() if rules_at)
-        """ASCII characters some rule may start with (a superset: word boundaries ignored)."""
-        self._starts_in_word = frozenset(
-            chr(code)
-            for code in range(128)
-            if any(p.earliest_full("a" + chr(code), 1) == 1 for p in starts)
+        # A superset of the positions where some rule may begin: with left context, so word
+        # boundaries on either side count.
+        self._starts = Starts(
+            (ch for ch, rules_at in self._by_first.items() if rules_at),
+            (chr(c) for c in range(128) if any(p.earliest_full("a" + chr(c), 1) == 1 for p in starts)),
         )
-        """ASCII characters some rule may start with right after a word character."""
         self.max_hold = max(r.node.max_len() for r in rules)
         """Upper bound on ``len(text) - hold_from(text)``."""
 
@@ -169,28 +166,18 @@ class Detector:
         tracks every start at once and kept meeting new lazily built DFA states on new text.
         """
         out: list[Candidate] = []
-        ascii_text = text.isascii()
-        data = text.encode("ascii") if ascii_text else None
-        pos = start
-        while pos < stop:
-            if not self._may_start(text, pos, ascii_text):
-                pos += 1
-                continue
-            bounds = self._bounds.match_at(text, pos, data)
-            if bounds is None:
-                pos += 1
-                continue
-            end = bounds[0][1]
-            out.append(self._candidate(text, data, pos, end))
-            pos = end if end > pos else pos + 1
-        return out, pos
-
-    def _may_start(self, text: str, pos: int, ascii_text: bool) -> bool:
-        if not ascii_text:
-            return True
-        if pos and is_word(text[pos - 1]):
-            return text[pos] in self._starts_in_word
-        return text[pos] in self._starts
+        data = text.encode("ascii") if text.isascii() else None
+        positions = range(start, stop) if data is None else self._starts.positions(text, start, stop)
+        pos = start  # where the chain continues
+        for i in positions:
+            if i < pos:
+                continue  # inside the last match
+            bounds = self._bounds.match_at(text, i, data)
+            if bounds is not None:
+                end = bounds[0][1]
+                out.append(self._candidate(text, data, i, end))
+                pos = end if end > i else i + 1
+        return out, max(pos, stop)
 
     def find(self, text: str) -> list[Span]:
         """Every PHI span in ``text``, in order, non-overlapping."""
@@ -202,6 +189,4 @@ class Detector:
         ``len(text)``. Appending text never makes it smaller (a position that is no match
         prefix stays none), so a stream may resume from its last answer."""
         start = max(pos, len(text) - self.max_hold)
-        return self._prefix.earliest_full(
-            text, start, starts=self._starts, starts_in_word=self._starts_in_word
-        )
+        return self._prefix.earliest_full(text, start, starts=self._starts)

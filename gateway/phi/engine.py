@@ -13,7 +13,8 @@ character before ``pos``; no state between calls.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Final
 
 import re2
 
@@ -77,29 +78,17 @@ class Pattern:
         return self._re.fullmatch(text) is not None
 
     def earliest_full(
-        self,
-        text: str,
-        first: int,
-        *,
-        fast: bool = True,
-        starts: frozenset[str] | None = None,
-        starts_in_word: frozenset[str] | None = None,
+        self, text: str, first: int, *, fast: bool = True, starts: Starts | None = None
     ) -> int:
         """The smallest ``i >= first`` such that the pattern matches all of ``text[i:]`` and
-        ``i < len(text)``, else ``len(text)``. ``starts``: every ASCII character a match can
-        begin with (a superset is fine); ``starts_in_word``: those it can begin with right after
-        an ASCII word character. On ASCII text other positions are not tried."""
+        ``i < len(text)``, else ``len(text)``. ``starts``: where a match may begin (a superset
+        is fine); on ASCII text other positions are not tried."""
         if fast and self._raw is not None and text.isascii():
             data = text.encode("ascii")
             end = len(data)
             both = _ANCHOR.ANCHOR_BOTH  # type: ignore[union-attr]
-            in_word = starts if starts_in_word is None else starts_in_word
-            for i in range(first, end):
-                if starts is not None:
-                    before = text[i - 1] if i else " "  # ASCII here: isalnum is \w's test
-                    allowed = in_word if before.isalnum() or before == "_" else starts
-                    if text[i] not in allowed:
-                        continue
+            positions = range(first, end) if starts is None else starts.positions(text, first, end)
+            for i in positions:
                 if self._raw.Match(both, data, i, end)[0][0] >= 0:
                     return i
             return end
@@ -109,9 +98,30 @@ class Pattern:
         return len(text)
 
 
-def is_word(ch: str) -> bool:
-    """Whether ``ch`` is a word character for RE2's ASCII ``\\b``."""
-    return ch.isascii() and (ch.isalnum() or ch == "_")
+_WORD: Final = "A-Za-z0-9_"
+
+
+class Starts:
+    """The positions of ASCII text where a match may begin: a character of ``starts`` after a
+    non-word character (or at the start), or one of ``in_word`` right after an ASCII word
+    character (RE2's ``\\b`` sees the same classes).
+
+    It runs Python's backtracking ``re``, which is safe here: one character class and a
+    one-character lookbehind per position, so the search is linear whatever the text holds.
+    """
+
+    __slots__ = ("_finder",)
+
+    def __init__(self, starts: Iterable[str], in_word: Iterable[str]) -> None:
+        def cls(chars: Iterable[str]) -> str:
+            body = "".join(re.escape(c) for c in sorted(set(chars)))
+            return f"[{body}]" if body else "(?!)"
+
+        self._finder = re.compile(f"(?<![{_WORD}]){cls(starts)}|(?<=[{_WORD}]){cls(in_word)}")
+
+    def positions(self, text: str, first: int, stop: int) -> Iterator[int]:
+        """Candidate positions in ``[first, stop)``, in order (ASCII ``text``)."""
+        return (m.start() for m in self._finder.finditer(text, first, stop))
 
 
 class RuleSet:

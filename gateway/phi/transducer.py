@@ -29,7 +29,7 @@ import ahocorasick
 from gateway.errors import GatewayError, RedactionFailed
 from gateway.phi.categories import Category
 from gateway.phi.detectors import Candidate, Detector, Span
-from gateway.phi.engine import Pattern
+from gateway.phi.engine import Pattern, Starts
 from gateway.phi.grammar import B, Group, Lit, Node, Seq, alt, rep, seq
 from gateway.phi.redactor import PlaceholderBook
 
@@ -218,15 +218,12 @@ class Reidentifier(_SafeCut):
         return extents, edits
 
     #: A placeholder (mutated or not) begins with ``[`` or, at a word boundary, ``PHI``.
-    _starts = frozenset("[pP")
-    #: After a word character the ``\\b`` before ``PHI`` fails: only ``[`` may begin one.
-    _starts_in_word = frozenset("[")
+    #: ``[``, or ``PHI`` at a word boundary (so not right after a word character).
+    _starts = Starts("[pP", "[")
 
     def _hold(self, text: str, first: int) -> int:
         start = max(first, len(text) - self.max_hold)
-        return self._prefix.earliest_full(
-            text, start, starts=self._starts, starts_in_word=self._starts_in_word
-        )
+        return self._prefix.earliest_full(text, start, starts=self._starts)
 
 
 # --- masking --------------------------------------------------------------------------------

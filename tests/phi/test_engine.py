@@ -7,7 +7,7 @@ import functools
 from hypothesis import given, settings, strategies as st
 
 from gateway.phi.detectors import Detector
-from gateway.phi.engine import Pattern
+from gateway.phi.engine import Pattern, Starts
 from gateway.phi.transducer import Reidentifier
 
 PATTERN = Pattern(r"(?P<w>\b[A-Z][a-z]+)|(?P<n>\d{3}-\d{2})|(?P<e>x*)")
@@ -52,15 +52,19 @@ def test_first_character_filters_never_change_the_hold(text: str, pos: int) -> N
     """``starts`` only skips positions where no match can begin (detector and placeholders)."""
     pos = min(pos, len(text))
     d = _detector()
-    for prefix, starts, in_word, max_hold in (
-        (d._prefix, d._starts, d._starts_in_word, d.max_hold),
-        (Reidentifier._prefix, Reidentifier._starts, Reidentifier._starts_in_word,
-         Reidentifier.max_hold),
-    ):  # fmt: skip
+    for prefix, starts, max_hold in (
+        (d._prefix, d._starts, d.max_hold),
+        (Reidentifier._prefix, Reidentifier._starts, Reidentifier.max_hold),
+    ):
         start = max(pos, len(text) - max_hold)
-        unfiltered = prefix.earliest_full(text, start)
-        assert prefix.earliest_full(text, start, starts=starts) == unfiltered
-        assert prefix.earliest_full(text, start, starts=starts, starts_in_word=in_word) == unfiltered
+        assert prefix.earliest_full(text, start, starts=starts) == prefix.earliest_full(text, start)
+
+
+def test_start_positions_see_the_character_before_the_search() -> None:
+    starts = Starts("ab", "b")
+    assert list(starts.positions("xa a b xb", 1, 9)) == [3, 5, 8]
+    assert list(starts.positions("xa a b xb", 4, 6)) == [5]
+    assert list(Starts("", "").positions("abc", 0, 3)) == []
 
 
 @settings(max_examples=200, deadline=None)
