@@ -248,12 +248,18 @@ class Masker(_SafeCut):
     """
 
     __slots__ = ("_book", "_chain", "_detector", "_echo", "_echo_first", "_echo_len",
-                 "_echo_viable", "_found")  # fmt: skip
+                 "_echo_viable", "_found", "_reveal")  # fmt: skip
 
-    def __init__(self, detector: Detector, book: PlaceholderBook) -> None:
+    def __init__(
+        self, detector: Detector, book: PlaceholderBook, reveal: Mapping[str, str] | None = None
+    ) -> None:
+        """``reveal``: for a caller allowed to see PHI, placeholder -> original; a placeholder
+        found there is emitted as its original at once (what the re-identifier after this
+        masker would turn it back into), so the re-identifier never parses it."""
         super().__init__()
         self._detector = detector
         self._book = book
+        self._reveal = dict(reveal) if reveal else {}
         self._found: list[Candidate] = []
         """Final rule matches not yet emitted, offsets relative to the buffer's start."""
         self._chain = 0
@@ -297,12 +303,15 @@ class Masker(_SafeCut):
         edits: list[Edit] = []
         for cand in cands:
             for span in cand.spans:
-                value = text[span.start : span.end]
-                issue = functools.partial(self._book.placeholder, span.category, value)
+                issue = functools.partial(self._issue, span.category, text[span.start : span.end])
                 edits.append((span.start, span.end, issue))
         if self._echo_len:
             self._echo_matches(folded, pos, extents, edits)
         return cut, extents, edits
+
+    def _issue(self, category: Category, value: str) -> str:
+        placeholder = self._book.placeholder(category, value)
+        return self._reveal.get(placeholder, placeholder)
 
     def _advance(self, cut: int, pos: int) -> None:
         # Offsets become relative to the new buffer start ``cut``; emitted matches end <= cut.
@@ -321,7 +330,7 @@ class Masker(_SafeCut):
             if start < pos:  # pragma: no cover - began in emitted context; the hold rule forbids it
                 continue
             extents.append((start, end))
-            edits.append((start, end, functools.partial(str, placeholder)))
+            edits.append((start, end, functools.partial(self._reveal.get, placeholder, placeholder)))
 
     def _echo_hold(self, folded: str, pos: int, hold: int) -> int:
         """The earliest index before ``hold`` where an original's echo may still begin."""

@@ -226,7 +226,7 @@ class PhiSession:
         originals = book.originals if self._plan.reidentify else None
 
         def make() -> Chain:
-            masker = Masker(detector, book)
+            masker = Masker(detector, book, reveal=originals)
             return Chain(masker, None if originals is None else Reidentifier(originals))
 
         return OutputTransformer(make)
