@@ -117,8 +117,11 @@ class _SafeCut:
         pos = len(self._ctx)
         try:
             cut, extents, edits = self._resolve(text, pos, final=final)
-            cut = _settle(cut, extents)
-            out = _apply(text, pos, cut, edits)
+            if extents:
+                cut = _settle(cut, extents)
+                out = _apply(text, pos, cut, edits)
+            else:
+                out = text[pos:cut]
             self._advance(cut, pos)
         except Exception as exc:  # PHI: any matcher failure fails closed, for good
             self._failed = True

@@ -90,7 +90,8 @@ class OutputTransformer:
     def __init__(self, make_chain: Callable[[], Chain]) -> None:
         self._make = make_chain
         self._open: dict[_Field, Chain] = {}
-        self._top: JSONObject = {}
+        self._last: JSONObject = {}
+        """The last chunk seen (its identity fields head the flush chunks)."""
 
     @property
     def held(self) -> int:
@@ -124,7 +125,11 @@ class OutputTransformer:
         flushed = [c for c in flushed if c["delta"]]
         if not flushed:
             return []
-        return [Payload(obj={**self._top, "choices": flushed})]
+        return [Payload(obj={**self._top(), "choices": flushed})]
+
+    def _top(self) -> JSONObject:
+        last = self._last
+        return {k: last[k] for k in ("id", "object", "created", "model") if k in last}
 
     def _chunk(self, chunk: Chunk, out: list[Chunk]) -> None:
         try:
@@ -134,14 +139,13 @@ class OutputTransformer:
         for key, value in obj.items():
             if key not in _TOP and not _is_empty(value):
                 raise _refuse(f"unknown chunk field {key!r}")
-        self._top = {k: obj[k] for k in ("id", "object", "created", "model") if k in obj}
+        self._last = obj
         choices = obj.get("choices")
         if choices is None:
             out.append(chunk)
             return
         if not isinstance(choices, list):
             raise _refuse("choices is not a list")
-        changed: list[dict[str, Any]] = []
         for choice in choices:
             index, delta, finish = self._choice(choice, "delta")
             new = self._delta(index, delta)
@@ -150,10 +154,9 @@ class OutputTransformer:
                 texts = {k: v for k, v in new.items() if k != "role"}
                 if texts:  # the held-back tail goes out before the finish chunk
                     flush = {"index": index, "delta": texts, "finish_reason": None}
-                    out.append(Payload(obj={**self._top, "choices": [flush]}))
+                    out.append(Payload(obj={**self._top(), "choices": [flush]}))
                 new = {k: v for k, v in new.items() if k == "role"}
-            changed.append({**choice, "delta": new})
-        obj["choices"] = changed
+            choice["delta"] = new  # the parsed chunk is this transformer's own
         chunk.replace(obj)
         out.append(chunk)
 
