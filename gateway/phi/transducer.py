@@ -241,6 +241,26 @@ def _fold(text: str) -> str:
     return text.translate(_LOWER)
 
 
+class Echoes:
+    """The originals a masker catches verbatim (ASCII case-insensitively): one Aho-Corasick
+    automaton, built once per answer and shared by its maskers (immutable once built)."""
+
+    __slots__ = ("automaton", "first", "longest")
+
+    def __init__(self, originals: Mapping[str, str]) -> None:
+        self.automaton = ahocorasick.Automaton()
+        self.longest = 0
+        self.first: set[str] = set()
+        for placeholder, original in originals.items():
+            key = _fold(original)
+            if len(key) >= MIN_ECHO_CHARS and key not in self.automaton:
+                self.automaton.add_word(key, (len(key), placeholder))
+                self.longest = max(self.longest, len(key))
+                self.first.add(key[0])
+        if self.longest:
+            self.automaton.make_automaton()
+
+
 class Masker(_SafeCut):
     """Generated PHI and echoes of originals -> placeholders (issued through ``book``).
 
@@ -254,11 +274,16 @@ class Masker(_SafeCut):
                  "_echo_viable", "_found", "_reveal")  # fmt: skip
 
     def __init__(
-        self, detector: Detector, book: PlaceholderBook, reveal: Mapping[str, str] | None = None
+        self,
+        detector: Detector,
+        book: PlaceholderBook,
+        reveal: Mapping[str, str] | None = None,
+        echoes: Echoes | None = None,
     ) -> None:
         """``reveal``: for a caller allowed to see PHI, placeholder -> original; a placeholder
         found there is emitted as its original at once (what the re-identifier after this
-        masker would turn it back into), so the re-identifier never parses it."""
+        masker would turn it back into), so the re-identifier never parses it. ``echoes``:
+        built from ``book``'s originals (default: built here)."""
         super().__init__()
         self._detector = detector
         self._book = book
@@ -269,17 +294,10 @@ class Masker(_SafeCut):
         """Where the match chain resumes, relative to the buffer's start."""
         self._echo_viable = 0
         """``_viable`` for echoes of originals."""
-        self._echo = ahocorasick.Automaton()
-        self._echo_len = 0
-        self._echo_first: set[str] = set()
-        for placeholder, original in book.originals.items():
-            key = _fold(original)
-            if len(key) >= MIN_ECHO_CHARS and key not in self._echo:
-                self._echo.add_word(key, (len(key), placeholder))
-                self._echo_len = max(self._echo_len, len(key))
-                self._echo_first.add(key[0])
-        if self._echo_len:
-            self._echo.make_automaton()
+        echoes = Echoes(book.originals) if echoes is None else echoes
+        self._echo = echoes.automaton
+        self._echo_len = echoes.longest
+        self._echo_first = echoes.first
 
     @property
     def max_hold(self) -> int:

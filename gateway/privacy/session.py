@@ -31,7 +31,7 @@ from gateway.errors import InvalidRequest, PayloadTooLarge, PermissionDenied, Re
 from gateway.phi.categories import Category
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PLACEHOLDER_RE, PlaceholderBook, Redaction, redact_chat
-from gateway.phi.transducer import Masker, Reidentifier
+from gateway.phi.transducer import Echoes, Masker, Reidentifier
 from gateway.phi.warmup import warm_up
 from gateway.phi.vault import MemoryVault, Sealer, Vault
 from gateway.privacy.output import Chain, OutputTransformer
@@ -224,9 +224,10 @@ class PhiSession:
         detector = self._detector
         book = self._book.copy()  # generated PHI gets fresh numbers, never a vault value's
         originals = book.originals if self._plan.reidentify else None
+        echoes = Echoes(book.originals)
 
         def make() -> Chain:
-            masker = Masker(detector, book, reveal=originals)
+            masker = Masker(detector, book, reveal=originals, echoes=echoes)
             return Chain(masker, None if originals is None else Reidentifier(originals))
 
         return OutputTransformer(make)
