@@ -100,10 +100,9 @@ class Detector:
         }
         # A superset of the positions where some rule may begin: with left context, so word
         # boundaries on either side count.
-        self._starts = Starts(
-            (ch for ch, rules_at in self._by_first.items() if rules_at),
-            (chr(c) for c in range(128) if any(p.earliest_full("a" + chr(c), 1) == 1 for p in starts)),
-        )
+        in_word = (chr(c) for c in range(128)
+                   if any(p.earliest_full("a" + chr(c), 1) == 1 for p in starts))  # fmt: skip
+        self._starts = Starts((ch for ch, rules_at in self._by_first.items() if rules_at), in_word)
         self.max_hold = max(r.node.max_len() for r in rules)
         """Upper bound on ``len(text) - hold_from(text)``."""
 
@@ -136,11 +135,9 @@ class Detector:
 
     def candidates(self, text: str, pos: int = 0) -> list[Candidate]:
         """Rule matches in ``text[pos:]`` (non-overlapping, in order) with their PHI spans."""
-        out: list[Candidate] = []
         data = text.encode("ascii") if text.isascii() else None
-        for bounds in self._bounds.finditer(text, pos):
-            out.append(self._candidate(text, data, *bounds[0]))
-        return out
+        matches = self._bounds.finditer(text, pos)
+        return [self._candidate(text, data, *bounds[0]) for bounds in matches]
 
     def _candidate(self, text: str, data: bytes | None, start: int, end: int) -> Candidate:
         compiled, spans = self._winner(text, data, start, end)
@@ -167,7 +164,9 @@ class Detector:
         """
         out: list[Candidate] = []
         data = text.encode("ascii") if text.isascii() else None
-        positions = range(start, stop) if data is None else self._starts.positions(text, start, stop)
+        positions = (
+            range(start, stop) if data is None else self._starts.positions(text, start, stop)
+        )
         pos = start  # where the chain continues
         for i in positions:
             if i < pos:

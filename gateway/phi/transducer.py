@@ -331,7 +331,9 @@ class Masker(_SafeCut):
         return cut, extents, edits
 
     def _issue(self, category: Category, value: str) -> str:
-        placeholder = self._book.placeholder(category, value)
+        return self._revealed(self._book.placeholder(category, value))
+
+    def _revealed(self, placeholder: str) -> str:
         return self._reveal.get(placeholder, placeholder)
 
     def _advance(self, cut: int, pos: int) -> None:
@@ -351,7 +353,7 @@ class Masker(_SafeCut):
             if start < pos:  # pragma: no cover - began in emitted context; the hold rule forbids it
                 continue
             extents.append((start, end))
-            edits.append((start, end, functools.partial(self._reveal.get, placeholder, placeholder)))
+            edits.append((start, end, functools.partial(self._revealed, placeholder)))
 
     def _echo_hold(self, folded: str, pos: int, hold: int) -> int:
         """The earliest index before ``hold`` where an original's echo may still begin."""

@@ -27,9 +27,10 @@ from gateway.phi.transducer import Masker, Reidentifier
 
 _PRINTABLE = string.ascii_letters + string.digits + string.punctuation + " "
 _FILLER = (
-    "the patient was seen today and reports no new symptoms . Follow up in two weeks , "
-    "continue the current plan ; see notes from Monday : labs were normal"
-).split()
+    "the", "patient", "was", "seen", "today", "and", "reports", "no", "new", "symptoms", ".",
+    "Follow", "up", "in", "two", "weeks", ",", "continue", "current", "plan", ";", "see",
+    "notes", "from", "Monday", ":", "labs", "were", "normal",
+)  # fmt: skip
 #: Fictional values only (555 numbers, example domains, documented test and sample numbers).
 SAMPLE_TEXT = (
     "Patient Jane Q. Doe (MRN: A1234567, DOB 01/02/1934) was seen by Dr. John Roe on March 3rd, "

@@ -32,8 +32,8 @@ from gateway.phi.categories import Category
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PLACEHOLDER_RE, PlaceholderBook, Redaction, redact_chat
 from gateway.phi.transducer import Echoes, Masker, Reidentifier
-from gateway.phi.warmup import warm_up
 from gateway.phi.vault import MemoryVault, Sealer, Vault
+from gateway.phi.warmup import warm_up
 from gateway.privacy.output import Chain, OutputTransformer
 from gateway.privacy.policy import PhiPlan, PhiPolicies, refuse_unmaskable
 from gateway.wire import Chunk, JSONObject, Payload

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from gateway.errors import RedactionFailed
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PlaceholderBook
-from gateway.privacy.output import Chain
 from gateway.phi.transducer import (
     Masker,
     Reidentifier,
@@ -20,6 +19,7 @@ from gateway.phi.transducer import (
     mask_text,
     reidentify_text,
 )
+from gateway.privacy.output import Chain
 
 DETECTOR = Detector()
 ORIGINALS = {
