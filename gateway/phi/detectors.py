@@ -163,6 +163,8 @@ class Detector:
         tracks every start at once and kept meeting new lazily built DFA states on new text.
         """
         out: list[Candidate] = []
+        if start >= stop:
+            return out, start
         data = text.encode("ascii") if text.isascii() else None
         positions = (
             range(start, stop) if data is None else self._starts.positions(text, start, stop)
