@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gateway.phi import names
 from gateway.phi.categories import DEFAULT_CATEGORIES, Category
-from gateway.phi.engine import Pattern, RuleSet, Spans, Starts
+from gateway.phi.engine import Pattern, RuleSet, Spans, Starts, Tail
 from gateway.phi.patterns import RULES, Rule
 
 _CONTEXTS = ("", "a", " ")
@@ -80,7 +80,7 @@ class Detector:
         # program. Captures over the whole alternation ran RE2's NFA over a ~15k-instruction
         # program for every match (about 10 us each).
         self._bounds = Pattern("|".join(r.node.full() for r in rules), capture=False)
-        self._prefix = Pattern("|".join(r.node.prefix(loose=True) for r in rules), capture=False)
+        self._prefix = Tail("|".join(r.node.prefix(loose=True) for r in rules))
         self._all: list[_Compiled] = []
         for r in rules:
             pattern = Pattern(r.node.full())
@@ -190,4 +190,4 @@ class Detector:
         ``len(text)``. Appending text never makes it smaller (a position that is no match
         prefix stays none), so a stream may resume from its last answer."""
         start = max(pos, len(text) - self.max_hold)
-        return self._prefix.earliest_full(text, start, starts=self._starts)
+        return self._prefix.earliest(text, start)

@@ -98,6 +98,26 @@ class Pattern:
         return len(text)
 
 
+class Tail:
+    """Where the rest of a text, to its end, is in a language: the earliest ``i`` such that
+    ``pattern`` matches all of ``text[i:]``, by one search for ``(?:pattern)$``. RE2 runs an
+    end-anchored search backwards from the end of the text with its reverse DFA, so this is one
+    automaton pass instead of one anchored match per candidate position.
+    """
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, pattern: str, *, max_mem: int = 64 << 20) -> None:
+        self._pattern = Pattern(f"(?:{pattern})$", capture=False, max_mem=max_mem)
+
+    def earliest(self, text: str, first: int) -> int:
+        """The smallest ``i >= first``, ``i < len(text)``, with ``text[i:]`` in the language,
+        else ``len(text)`` (the text before ``first`` is context for word boundaries)."""
+        for spans in self._pattern.finditer(text, first):
+            return spans[0][0]
+        return len(text)
+
+
 _WORD: Final = "A-Za-z0-9_"
 
 

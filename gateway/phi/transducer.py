@@ -29,7 +29,7 @@ import ahocorasick
 from gateway.errors import GatewayError, RedactionFailed
 from gateway.phi.categories import Category
 from gateway.phi.detectors import Candidate, Detector, Span
-from gateway.phi.engine import Pattern, Starts
+from gateway.phi.engine import Pattern, Tail
 from gateway.phi.grammar import B, Group, Lit, Node, Seq, alt, rep, seq
 from gateway.phi.redactor import PlaceholderBook
 
@@ -194,7 +194,7 @@ class Reidentifier(_SafeCut):
     __slots__ = ("_originals",)
 
     _full = Pattern(_PLACEHOLDER.full(), max_mem=16 << 20)
-    _prefix = Pattern(_PLACEHOLDER.prefix(), capture=False, max_mem=16 << 20)
+    _prefix = Tail(_PLACEHOLDER.prefix(), max_mem=16 << 20)
     _cat = _full.groupindex["cat"]
     _num = _full.groupindex["num"]
     max_hold = _PLACEHOLDER.max_len()
@@ -221,12 +221,10 @@ class Reidentifier(_SafeCut):
         return extents, edits
 
     #: A placeholder (mutated or not) begins with ``[`` or, at a word boundary, ``PHI``.
-    #: ``[``, or ``PHI`` at a word boundary (so not right after a word character).
-    _starts = Starts("[pP", "[")
 
     def _hold(self, text: str, first: int) -> int:
         start = max(first, len(text) - self.max_hold)
-        return self._prefix.earliest_full(text, start, starts=self._starts)
+        return self._prefix.earliest(text, start)
 
 
 # --- masking --------------------------------------------------------------------------------
