@@ -73,6 +73,14 @@ class Pattern:
         m = self._re.match(text, pos)
         return None if m is None else [m.span(i) for i in range(self._ngroups + 1)]
 
+    def matches_rest(self, text: str, pos: int) -> bool:
+        """Whether the pattern matches all of ``text[pos:]`` (context before ``pos`` seen)."""
+        if self._raw is not None and text.isascii():
+            data = text.encode("ascii")
+            both = _ANCHOR.ANCHOR_BOTH  # type: ignore[union-attr]
+            return bool(self._raw.Match(both, data, pos, len(data))[0][0] >= 0)
+        return self._re.fullmatch(text, pos) is not None
+
     def fullmatch(self, text: str) -> bool:
         """Whether the pattern matches all of ``text``."""
         return self._re.fullmatch(text) is not None
@@ -100,20 +108,28 @@ class Pattern:
 
 class Tail:
     """Where the rest of a text, to its end, is in a language: the earliest ``i`` such that
-    ``pattern`` matches all of ``text[i:]``, by one search for ``(?:pattern)$``. RE2 runs an
-    end-anchored search backwards from the end of the text with its reverse DFA, so this is one
-    automaton pass instead of one anchored match per candidate position.
+    ``pattern`` matches all of ``text[i:]``.
+
+    Streams ask this after every chunk, usually from a position that answered yes last time
+    (the word being written): that position is tried first with one anchored match. Otherwise
+    one search for ``(?:pattern)$`` answers, which RE2 runs backwards from the end of the text
+    with its reverse DFA: one automaton pass instead of one anchored match per position.
     """
 
-    __slots__ = ("_pattern",)
+    __slots__ = ("_anchored", "_tail")
 
     def __init__(self, pattern: str, *, max_mem: int = 64 << 20) -> None:
-        self._pattern = Pattern(f"(?:{pattern})$", capture=False, max_mem=max_mem)
+        self._anchored = Pattern(pattern, capture=False, max_mem=max_mem)
+        self._tail = Pattern(f"(?:{pattern})$", capture=False, max_mem=max_mem)
 
     def earliest(self, text: str, first: int) -> int:
         """The smallest ``i >= first``, ``i < len(text)``, with ``text[i:]`` in the language,
         else ``len(text)`` (the text before ``first`` is context for word boundaries)."""
-        for spans in self._pattern.finditer(text, first):
+        if first >= len(text):
+            return len(text)
+        if self._anchored.matches_rest(text, first):
+            return first
+        for spans in self._tail.finditer(text, first + 1):
             return spans[0][0]
         return len(text)
 
