@@ -1,7 +1,8 @@
 """The answer's side of PHI handling: transducers per choice and per text field of a response.
 
-Every text the model produces -- ``content``, ``refusal``, each tool call's ``arguments`` (by tool
-call ``index``), legacy ``function_call.arguments`` -- runs through its own chain: the masker
+Every text the model produces -- ``content``, ``refusal``, ``reasoning_content`` / ``reasoning``,
+each tool call's ``arguments`` (by tool call ``index``), legacy ``function_call.arguments`` -- runs
+through its own chain: the masker
 (PHI the model generated and verbatim echoes of the conversation's originals -> placeholders),
 then, for callers allowed to see PHI, the re-identifier (placeholders -> originals). A choice's
 chains are flushed into a chunk of their own just before the chunk carrying its
@@ -21,7 +22,9 @@ from gateway.errors import RedactionFailed
 from gateway.phi.transducer import Transducer
 from gateway.wire import Chunk, JSONObject, Payload, WireError
 
-_TEXT: Final = ("content", "refusal")
+#: Text fields of a delta or message: ``reasoning_content`` (DeepSeek, vLLM, LiteLLM) and
+#: ``reasoning`` (newer vLLM) carry a reasoning model's thinking, as text like any other.
+_TEXT: Final = ("content", "refusal", "reasoning_content", "reasoning")
 #: Top-level chunk keys that carry no model text (their values pass unchanged).
 _TOP: Final = frozenset(
     {"id", "object", "created", "model", "system_fingerprint", "usage", "service_tier",
