@@ -40,7 +40,7 @@ from bench.client import Client, http_request
 from bench.phases import StreamSamples, percentile
 from bench.phi_eval.corpus import generate
 from bench.procs import Procs, cpu_seconds, free_port, pinning_available
-from bench.targets import GATEWAY_BIN, LOAD_CPU, PROXY_CPU
+from bench.targets import LOAD_CPU, PROXY_CPU, start_gateway
 from gateway.config import load_config
 from gateway.context import ChatRequest, PhiOptions, Principal, RequestContext
 from gateway.demo import Behaviour, FakeOpenAI, start_fake
@@ -328,10 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fake = procs.start("fake-upstream", fake_argv, cpu=LOAD_CPU)
         config = log_dir / "gateway-phi.toml"
         config.write_text(_config(free_port(), fake.port))
-        entry = [str(GATEWAY_BIN)] if GATEWAY_BIN.exists() else [sys.executable, "-m", "gateway"]
-        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GATEWAY")}
-        gateway = procs.start("gateway", [*entry, "serve", "--config", str(config)],
-                              cpu=PROXY_CPU, env=env)  # fmt: skip
+        gateway = start_gateway(procs, config)
         if pin:
             os.sched_setaffinity(0, {LOAD_CPU})
         http = uvloop.run(_http(args, gateway.port, gateway.pid))
@@ -351,11 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "http": http,
         "wired": wired,
     }
-    base = RESULTS / f"{stamp}-{git['short']}-phi"
-    base.with_suffix(".json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    base.with_suffix(".md").write_text(_markdown(doc))
-    print(_markdown(doc))
-    print(f"results: {base}.json, {base}.md")
+    report.write_scenario(doc, _markdown(doc), stamp, "phi")
     return 0
 
 

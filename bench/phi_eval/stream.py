@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.phi_eval.corpus import generate
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PlaceholderBook, redact_text
-from gateway.phi.transducer import Masker, Reidentifier, warm_up
+from gateway.phi.transducer import Masker, Reidentifier
+from gateway.phi.warmup import warm_up
 
 RESULTS = Path(__file__).resolve().parent / "stream_results.md"
 

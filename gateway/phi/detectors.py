@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gateway.phi import names
 from gateway.phi.categories import DEFAULT_CATEGORIES, Category
-from gateway.phi.engine import Pattern, Spans
+from gateway.phi.engine import Pattern, RuleSet, Spans, Starts, Tail
 from gateway.phi.patterns import RULES, Rule
 
 _CONTEXTS = ("", "a", " ")
@@ -58,7 +58,16 @@ class Detector:
     per request.
     """
 
-    __slots__ = ("_all", "_bounds", "_by_first", "_categories", "_prefix", "_starts", "max_hold")
+    __slots__ = (
+        "_all",
+        "_bounds",
+        "_by_first",
+        "_categories",
+        "_prefix",
+        "_set",
+        "_starts",
+        "max_hold",
+    )
 
     def __init__(self, categories: Iterable[Category] = DEFAULT_CATEGORIES) -> None:
         self._categories = frozenset(categories)
@@ -71,15 +80,16 @@ class Detector:
         # program. Captures over the whole alternation ran RE2's NFA over a ~15k-instruction
         # program for every match (about 10 us each).
         self._bounds = Pattern("|".join(r.node.full() for r in rules), capture=False)
-        self._prefix = Pattern("|".join(r.node.prefix() for r in rules), capture=False)
+        self._prefix = Tail("|".join(r.node.prefix(loose=True) for r in rules))
         self._all: list[_Compiled] = []
         for r in rules:
             pattern = Pattern(r.node.full())
             self._all.append(_Compiled(r, pattern, pattern.groupindex.get(f"{r.name}_v")))
+        self._set = RuleSet([r.node.full() for r in rules])
         # Rules that may start with each ASCII character, in rule order: the prefix language of
         # one character after a word character, after a space and at the start, so word
         # boundaries on either side count (a `\b` before ":" holds only after a word character).
-        starts = [Pattern(r.node.prefix(), capture=False) for r in rules]
+        starts = [Pattern(r.node.prefix(loose=True), capture=False) for r in rules]
         self._by_first: dict[str, list[_Compiled]] = {
             chr(code): [
                 c
@@ -88,8 +98,11 @@ class Detector:
             ]
             for code in range(128)
         }
-        self._starts = frozenset(ch for ch, rules_at in self._by_first.items() if rules_at)
-        """ASCII characters some rule may start with (a superset: word boundaries ignored)."""
+        # A superset of the positions where some rule may begin: with left context, so word
+        # boundaries on either side count.
+        in_word = (chr(c) for c in range(128)
+                   if any(p.earliest_full("a" + chr(c), 1) == 1 for p in starts))  # fmt: skip
+        self._starts = Starts((ch for ch, rules_at in self._by_first.items() if rules_at), in_word)
         self.max_hold = max(r.node.max_len() for r in rules)
         """Upper bound on ``len(text) - hold_from(text)``."""
 
@@ -103,6 +116,15 @@ class Detector:
     ) -> tuple[_Compiled, Spans]:
         """The rule the leftmost-first alternation chose at ``start``: the first one, in rule
         order, that matches there at all."""
+        if data is not None:
+            # Fast: the rule set names every rule matching at ``start``; the first one wins.
+            # Its answer is only a shortcut -- checked here, and the scan below decides.
+            first = min(self._set.matching_at(data, start), default=None)
+            if first is not None:
+                compiled = self._all[first]
+                spans = compiled.pattern.match_at(text, start, data)
+                if spans is not None and spans[0] == (start, end):
+                    return compiled, spans
         for compiled in self._by_first.get(text[start], self._all):
             spans = compiled.pattern.match_at(text, start, data)
             if spans is not None:
@@ -113,22 +135,50 @@ class Detector:
 
     def candidates(self, text: str, pos: int = 0) -> list[Candidate]:
         """Rule matches in ``text[pos:]`` (non-overlapping, in order) with their PHI spans."""
-        out: list[Candidate] = []
         data = text.encode("ascii") if text.isascii() else None
-        for bounds in self._bounds.finditer(text, pos):
-            start, end = bounds[0]
-            compiled, spans = self._winner(text, data, start, end)
-            vstart, vend = start, end
-            value = compiled.value_group
-            if value is not None and spans[value][0] >= 0:
-                vstart, vend = spans[value]
-            found = tuple(
-                Span(vstart + s, vstart + e, cat)
-                for s, e, cat in compiled.rule.validate(text[vstart:vend])
-                if cat in self._categories and e > s
-            )
-            out.append(Candidate(start, end, found))
-        return out
+        matches = self._bounds.finditer(text, pos)
+        return [self._candidate(text, data, *bounds[0]) for bounds in matches]
+
+    def _candidate(self, text: str, data: bytes | None, start: int, end: int) -> Candidate:
+        compiled, spans = self._winner(text, data, start, end)
+        vstart, vend = start, end
+        value = compiled.value_group
+        if value is not None and spans[value][0] >= 0:
+            vstart, vend = spans[value]
+        found = tuple(
+            Span(vstart + s, vstart + e, cat)
+            for s, e, cat in compiled.rule.validate(text[vstart:vend])
+            if cat in self._categories and e > s
+        )
+        return Candidate(start, end, found)
+
+    def scan(self, text: str, start: int, stop: int) -> tuple[list[Candidate], int]:
+        """The leftmost-first chain of ``candidates`` resumed at ``start`` for matches starting
+        before ``stop``, by one anchored match per position that may begin one: the matches and
+        the position the chain continues from (``>= stop``).
+
+        Streaming calls this only below ``hold_from``, where the rest of the text can no longer
+        be a match prefix, so every match found is final. The anchored automaton is the union
+        of the rules from one start, which stays small; the unanchored one ``candidates`` runs
+        tracks every start at once and kept meeting new lazily built DFA states on new text.
+        """
+        out: list[Candidate] = []
+        if start >= stop:
+            return out, start
+        data = text.encode("ascii") if text.isascii() else None
+        positions = (
+            range(start, stop) if data is None else self._starts.positions(text, start, stop)
+        )
+        pos = start  # where the chain continues
+        for i in positions:
+            if i < pos:
+                continue  # inside the last match
+            bounds = self._bounds.match_at(text, i, data)
+            if bounds is not None:
+                end = bounds[0][1]
+                out.append(self._candidate(text, data, i, end))
+                pos = end if end > i else i + 1
+        return out, max(pos, stop)
 
     def find(self, text: str) -> list[Span]:
         """Every PHI span in ``text``, in order, non-overlapping."""
@@ -137,6 +187,7 @@ class Detector:
     def hold_from(self, text: str, pos: int = 0) -> int:
         """The earliest index ``i >= pos`` such that ``text[i:]`` is a non-empty prefix of some
         rule match starting at ``i`` (a match could still start there or grow), else
-        ``len(text)``."""
+        ``len(text)``. Appending text never makes it smaller (a position that is no match
+        prefix stays none), so a stream may resume from its last answer."""
         start = max(pos, len(text) - self.max_hold)
-        return self._prefix.earliest_full(text, start, starts=self._starts)
+        return self._prefix.earliest(text, start)

@@ -29,9 +29,15 @@ class Node:
         """The regular expression (RE2 syntax)."""
         raise NotImplementedError
 
-    def prefix(self) -> str:
-        """A regular expression matching exactly the prefixes of the strings ``full()`` matches."""
+    def prefix(self, *, loose: bool = False) -> str:
+        """A regular expression matching exactly the prefixes of the strings ``full()`` matches;
+        with ``loose``, the prefixes of ``loose()`` (a superset, far smaller automaton)."""
         raise NotImplementedError
+
+    def loose(self) -> str:
+        """``full()`` with every repetition unbounded above (``{lo,}``): a superset whose program
+        does not copy the repeated item ``hi`` times."""
+        return self.full()
 
     def max_len(self) -> int:
         """The longest string ``full()`` can match."""
@@ -47,7 +53,7 @@ class Chars(Node):
     def full(self) -> str:
         return self.cls
 
-    def prefix(self) -> str:
+    def prefix(self, *, loose: bool = False) -> str:
         return f"(?:{self.cls})?"
 
     def max_len(self) -> int:
@@ -65,7 +71,7 @@ class Lit(Node):
         body = re.escape(self.text)
         return f"(?i:{body})" if self.ci else f"(?:{body})"
 
-    def prefix(self) -> str:
+    def prefix(self, *, loose: bool = False) -> str:
         body = ""
         for ch in reversed(self.text):
             body = f"(?:{re.escape(ch)}{body})?"
@@ -82,7 +88,7 @@ class Boundary(Node):
     def full(self) -> str:
         return r"\b"
 
-    def prefix(self) -> str:
+    def prefix(self, *, loose: bool = False) -> str:
         return ""
 
     def max_len(self) -> int:
@@ -98,12 +104,16 @@ class Seq(Node):
     def full(self) -> str:
         return "(?:" + "".join(item.full() for item in self.items) + ")"
 
-    def prefix(self) -> str:
+    def prefix(self, *, loose: bool = False) -> str:
         # P(i) = items[i] P(i+1) | prefix(items[i]); nested so the size stays linear.
-        out = self.items[-1].prefix()
+        out = self.items[-1].prefix(loose=loose)
         for item in reversed(self.items[:-1]):
-            out = f"(?:{item.full()}{out}|{item.prefix()})"
+            whole = item.loose() if loose else item.full()
+            out = f"(?:{whole}{out}|{item.prefix(loose=loose)})"
         return out
+
+    def loose(self) -> str:
+        return "(?:" + "".join(item.loose() for item in self.items) + ")"
 
     def max_len(self) -> int:
         return sum(item.max_len() for item in self.items)
@@ -118,8 +128,11 @@ class Alt(Node):
     def full(self) -> str:
         return "(?:" + "|".join(item.full() for item in self.items) + ")"
 
-    def prefix(self) -> str:
-        return "(?:" + "|".join(item.prefix() for item in self.items) + ")"
+    def prefix(self, *, loose: bool = False) -> str:
+        return "(?:" + "|".join(item.prefix(loose=loose) for item in self.items) + ")"
+
+    def loose(self) -> str:
+        return "(?:" + "|".join(item.loose() for item in self.items) + ")"
 
     def max_len(self) -> int:
         return max(item.max_len() for item in self.items)
@@ -140,10 +153,15 @@ class Rep(Node):
     def full(self) -> str:
         return f"(?:{self.item.full()}){{{self.lo},{self.hi}}}"
 
-    def prefix(self) -> str:
+    def prefix(self, *, loose: bool = False) -> str:
         # A prefix of item^k (k <= hi) is item^j followed by a prefix of one more item, j < hi.
+        if loose:
+            return f"(?:(?:{self.item.loose()})*{self.item.prefix(loose=True)})"
         head = f"(?:{self.item.full()}){{0,{self.hi - 1}}}" if self.hi > 1 else ""
         return f"(?:{head}{self.item.prefix()})"
+
+    def loose(self) -> str:
+        return f"(?:{self.item.loose()}){{{self.lo},}}"
 
     def max_len(self) -> int:
         return self.item.max_len() * self.hi
@@ -159,8 +177,11 @@ class Group(Node):
     def full(self) -> str:
         return f"(?P<{self.name}>{self.item.full()})"
 
-    def prefix(self) -> str:
-        return self.item.prefix()
+    def prefix(self, *, loose: bool = False) -> str:
+        return self.item.prefix(loose=loose)
+
+    def loose(self) -> str:
+        return self.item.loose()
 
     def max_len(self) -> int:
         return self.item.max_len()

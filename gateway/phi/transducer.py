@@ -28,8 +28,8 @@ import ahocorasick
 
 from gateway.errors import GatewayError, RedactionFailed
 from gateway.phi.categories import Category
-from gateway.phi.detectors import Detector
-from gateway.phi.engine import Pattern
+from gateway.phi.detectors import Candidate, Detector, Span
+from gateway.phi.engine import Pattern, Tail
 from gateway.phi.grammar import B, Group, Lit, Node, Seq, alt, rep, seq
 from gateway.phi.redactor import PlaceholderBook
 
@@ -53,19 +53,24 @@ class Transducer(Protocol):
 class _SafeCut:
     """Buffering and the cut rule; subclasses say what matches and where a match may start."""
 
-    __slots__ = ("_buf", "_ctx", "_failed")
+    __slots__ = ("_buf", "_ctx", "_failed", "_viable")
 
     def __init__(self) -> None:
         self._buf = ""
         self._ctx = ""
         self._failed = False
+        self._viable = 0
+        """The last hold point, relative to the buffer's start. Positions before it could not
+        begin a match then and cannot now (no text appended makes a non-prefix a prefix), so
+        the next hold search resumes there."""
 
     def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
         """Match extents and the edits inside them, for matches in ``text[pos:]``."""
         raise NotImplementedError
 
-    def _hold(self, text: str, pos: int) -> int:
-        """The earliest index from which ``text`` may still become (part of) a match."""
+    def _hold(self, text: str, first: int) -> int:
+        """The earliest index ``>= first`` from which ``text`` may still become (part of) a
+        match."""
         raise NotImplementedError
 
     def feed(self, text: str) -> str:
@@ -92,18 +97,37 @@ class _SafeCut:
             return ""
         return self._step(self._ctx + self._buf, final=True)
 
+    def _resolve(
+        self, text: str, pos: int, *, final: bool
+    ) -> tuple[int, list[tuple[int, int]], list[Edit]]:
+        """The cut before settling, the match extents and the edits for ``text[pos:]``."""
+        extents, edits = self._scan(text, pos)
+        return (len(text) if final else self._resumed_hold(text, pos)), extents, edits
+
+    def _resumed_hold(self, text: str, pos: int) -> int:
+        hold = self._hold(text, pos + self._viable)
+        self._viable = hold - pos
+        return hold
+
+    def _advance(self, cut: int, pos: int) -> None:
+        """The buffer now starts at ``text[cut]`` (``pos`` was its previous start)."""
+        self._viable = max(self._viable - (cut - pos), 0)
+
     def _step(self, text: str, *, final: bool) -> str:
         pos = len(self._ctx)
         try:
-            extents, edits = self._scan(text, pos)
-            cut = len(text) if final else self._hold(text, pos)
+            cut, extents, edits = self._resolve(text, pos, final=final)
+            if extents:
+                cut = _settle(cut, extents)
+                out = _apply(text, pos, cut, edits)
+            else:
+                out = text[pos:cut]
+            self._advance(cut, pos)
         except Exception as exc:  # PHI: any matcher failure fails closed, for good
             self._failed = True
             if isinstance(exc, GatewayError):
                 raise
             raise RedactionFailed("PHI transformation of the stream failed") from exc
-        cut = _settle(cut, extents)
-        out = _apply(text, pos, cut, edits)
         self._ctx = text[max(cut - 1, 0) : cut]
         self._buf = text[cut:]
         return out
@@ -170,7 +194,7 @@ class Reidentifier(_SafeCut):
     __slots__ = ("_originals",)
 
     _full = Pattern(_PLACEHOLDER.full(), max_mem=16 << 20)
-    _prefix = Pattern(_PLACEHOLDER.prefix(), capture=False, max_mem=16 << 20)
+    _prefix = Tail(_PLACEHOLDER.prefix(), max_mem=16 << 20)
     _cat = _full.groupindex["cat"]
     _num = _full.groupindex["num"]
     max_hold = _PLACEHOLDER.max_len()
@@ -197,11 +221,10 @@ class Reidentifier(_SafeCut):
         return extents, edits
 
     #: A placeholder (mutated or not) begins with ``[`` or, at a word boundary, ``PHI``.
-    _starts = frozenset("[pP")
 
-    def _hold(self, text: str, pos: int) -> int:
-        start = max(pos, len(text) - self.max_hold)
-        return self._prefix.earliest_full(text, start, starts=self._starts)
+    def _hold(self, text: str, first: int) -> int:
+        start = max(first, len(text) - self.max_hold)
+        return self._prefix.earliest(text, start)
 
 
 # --- masking --------------------------------------------------------------------------------
@@ -216,62 +239,137 @@ def _fold(text: str) -> str:
     return text.translate(_LOWER)
 
 
+class Echoes:
+    """The originals a masker catches verbatim (ASCII case-insensitively): one Aho-Corasick
+    automaton, built once per answer and shared by its maskers (immutable once built)."""
+
+    __slots__ = ("automaton", "first", "longest")
+
+    def __init__(self, originals: Mapping[str, str]) -> None:
+        self.automaton = ahocorasick.Automaton()
+        self.longest = 0
+        self.first: set[str] = set()
+        for placeholder, original in originals.items():
+            key = _fold(original)
+            if len(key) >= MIN_ECHO_CHARS and key not in self.automaton:
+                self.automaton.add_word(key, (len(key), placeholder))
+                self.longest = max(self.longest, len(key))
+                self.first.add(key[0])
+        if self.longest:
+            self.automaton.make_automaton()
+
+
 class Masker(_SafeCut):
-    """Generated PHI and echoes of originals -> placeholders (issued through ``book``)."""
+    """Generated PHI and echoes of originals -> placeholders (issued through ``book``).
 
-    __slots__ = ("_book", "_detector", "_echo", "_echo_first", "_echo_len")
+    Detection resumes where the last feed stopped instead of rescanning what is held: rule
+    matches are found by ``Detector.scan`` only below the detector's hold point, where they are
+    final, and kept (relative to the buffer) until emitted; ``hold_from`` resumes from its last
+    answer. Echoes of originals are rescanned (Aho-Corasick over the held text, cheap).
+    """
 
-    def __init__(self, detector: Detector, book: PlaceholderBook) -> None:
+    __slots__ = ("_book", "_chain", "_detector", "_echo", "_echo_first", "_echo_len",
+                 "_echo_viable", "_found", "_reveal")  # fmt: skip
+
+    def __init__(
+        self,
+        detector: Detector,
+        book: PlaceholderBook,
+        reveal: Mapping[str, str] | None = None,
+        echoes: Echoes | None = None,
+    ) -> None:
+        """``reveal``: for a caller allowed to see PHI, placeholder -> original; a placeholder
+        found there is emitted as its original at once (what the re-identifier after this
+        masker would turn it back into), so the re-identifier never parses it. ``echoes``:
+        built from ``book``'s originals (default: built here)."""
         super().__init__()
         self._detector = detector
         self._book = book
-        self._echo = ahocorasick.Automaton()
-        self._echo_len = 0
-        self._echo_first: set[str] = set()
-        for placeholder, original in book.originals.items():
-            key = _fold(original)
-            if len(key) >= MIN_ECHO_CHARS and key not in self._echo:
-                self._echo.add_word(key, (len(key), placeholder))
-                self._echo_len = max(self._echo_len, len(key))
-                self._echo_first.add(key[0])
-        if self._echo_len:
-            self._echo.make_automaton()
+        self._reveal = dict(reveal) if reveal else {}
+        self._found: list[Candidate] = []
+        """Final rule matches not yet emitted, offsets relative to the buffer's start."""
+        self._chain = 0
+        """Where the match chain resumes, relative to the buffer's start."""
+        self._echo_viable = 0
+        """``_viable`` for echoes of originals."""
+        echoes = Echoes(book.originals) if echoes is None else echoes
+        self._echo = echoes.automaton
+        self._echo_len = echoes.longest
+        self._echo_first = echoes.first
 
     @property
     def max_hold(self) -> int:
         """Upper bound on the characters held back."""
         return max(self._detector.max_hold, self._echo_len)
 
-    def _scan(self, text: str, pos: int) -> tuple[list[tuple[int, int]], list[Edit]]:
-        extents: list[tuple[int, int]] = []
+    def _hold(self, text: str, first: int) -> int:
+        return self._detector.hold_from(text, first)
+
+    def _resolve(
+        self, text: str, pos: int, *, final: bool
+    ) -> tuple[int, list[tuple[int, int]], list[Edit]]:
+        folded = _fold(text) if self._echo_len else ""
+        cut = len(text)
+        if not final:
+            cut = self._resumed_hold(text, pos)
+            if self._echo_len:
+                cut = self._echo_hold(folded, pos, cut)
+        found, chain = self._detector.scan(text, pos + self._chain, cut)
+        self._chain = chain - pos
+        cands = [_shift(c, pos) for c in self._found] + found
+        self._found = cands
+        extents = [(c.start, c.end) for c in cands]
         edits: list[Edit] = []
-        for cand in self._detector.candidates(text, pos):
-            extents.append((cand.start, cand.end))
+        for cand in cands:
             for span in cand.spans:
-                value = text[span.start : span.end]
-                issue = functools.partial(self._book.placeholder, span.category, value)
+                issue = functools.partial(self._issue, span.category, text[span.start : span.end])
                 edits.append((span.start, span.end, issue))
         if self._echo_len:
-            # PHI: echoes match anywhere, word boundaries or not: a leak costs more than masking
-            # an original inside a longer word.
-            for last, (length, placeholder) in self._echo.iter(_fold(text), pos):
-                start, end = last + 1 - length, last + 1
-                if (
-                    start < pos
-                ):  # pragma: no cover - began in emitted context; the hold rule forbids it
-                    continue
-                extents.append((start, end))
-                edits.append((start, end, functools.partial(str, placeholder)))
-        return extents, edits
+            self._echo_matches(folded, pos, extents, edits)
+        return cut, extents, edits
 
-    def _hold(self, text: str, pos: int) -> int:
-        hold = self._detector.hold_from(text, pos)
-        if self._echo_len:
-            folded = _fold(text)
-            for start in range(max(pos, len(text) - self._echo_len + 1), hold):
-                if folded[start] in self._echo_first and self._echo.match(folded[start:]):
-                    return start
+    def _issue(self, category: Category, value: str) -> str:
+        return self._revealed(self._book.placeholder(category, value))
+
+    def _revealed(self, placeholder: str) -> str:
+        return self._reveal.get(placeholder, placeholder)
+
+    def _advance(self, cut: int, pos: int) -> None:
+        # Offsets become relative to the new buffer start ``cut``; emitted matches end <= cut.
+        super()._advance(cut, pos)
+        self._found = [_shift(c, -cut) for c in self._found if c.start >= cut]
+        self._chain -= cut - pos
+        self._echo_viable = max(self._echo_viable - (cut - pos), 0)
+
+    def _echo_matches(
+        self, folded: str, pos: int, extents: list[tuple[int, int]], edits: list[Edit]
+    ) -> None:
+        # PHI: echoes match anywhere, word boundaries or not: a leak costs more than masking
+        # an original inside a longer word.
+        for last, (length, placeholder) in self._echo.iter(folded, pos):
+            start, end = last + 1 - length, last + 1
+            if start < pos:  # pragma: no cover - began in emitted context; the hold rule forbids it
+                continue
+            extents.append((start, end))
+            edits.append((start, end, functools.partial(self._revealed, placeholder)))
+
+    def _echo_hold(self, folded: str, pos: int, hold: int) -> int:
+        """The earliest index before ``hold`` where an original's echo may still begin."""
+        first = max(pos + self._echo_viable, len(folded) - self._echo_len + 1)
+        for start in range(first, hold):
+            if folded[start] in self._echo_first and self._echo.match(folded[start:]):
+                self._echo_viable = start - pos
+                return start
+        self._echo_viable = max(hold, first) - pos
         return hold
+
+
+def _shift(cand: Candidate, delta: int) -> Candidate:
+    """``cand`` with every offset moved by ``delta``."""
+    if not delta:
+        return cand
+    spans = tuple(Span(s.start + delta, s.end + delta, s.category) for s in cand.spans)
+    return Candidate(cand.start + delta, cand.end + delta, spans)
 
 
 def reidentify_text(text: str, originals: Mapping[str, str]) -> str:
@@ -284,36 +382,3 @@ def mask_text(text: str, detector: Detector, book: PlaceholderBook) -> str:
     """Whole-text masking (the reference for the streamed result)."""
     t = Masker(detector, book)
     return t.feed(text) + t.flush()
-
-
-#: Fictional values only (555 numbers, example domains, documented test and sample numbers).
-WARM_UP_TEXT = (
-    "Patient Jane Q. Doe (MRN: A1234567, DOB 01/02/1934) was seen by Dr. John Roe on March 3rd, "
-    "2021 and 2021-07-14. Call (212) 555-0199, +1 415-555-0123, fax: 212-555-0100 or email "
-    "jane.doe@example.org, https://portal.example.org/p/1?a=b www.example.com 192.168.0.1 "
-    "2001:db8::1. SSN 123-45-6789, member ID ABC123456789, Medicare 1EG4-TE5-MK73, card 4111 1111 "
-    "1111 1111, NPI 1234567893, DEA AB1234563, VIN 1HGCM82633A004352, license plate 7ABC123, "
-    "serial number PM-20931-X, claim # CLM-0099812. A 93-year-old woman, aged 101, lives at 123 "
-    "Main Street, Apt 4B, Springfield, IL 62704, PO Box 12, near Mercy General Hospital in "
-    "Chicago. The daughter Emily Davis and Mrs. Garcia agreed; ask [PHI_NAME_1] or phi name 2. "
-)
-
-
-def warm_up(detector: Detector, *, rounds: int = 3) -> None:
-    """Stream ``WARM_UP_TEXT`` through a masker and a re-identifier so that RE2 builds its lazily
-    constructed automaton states now, at start-up, instead of on the first requests.
-
-    Measured on unseen generated text (2-6 character chunks): masker p99 per chunk 357 us cold,
-    42 us after this call. Results never depend on it.
-    """
-    sizes = (2, 5, 3, 6, 4)
-    for _ in range(rounds):
-        masker, reidentifier = Masker(detector, PlaceholderBook()), Reidentifier({})
-        pos = i = 0
-        while pos < len(WARM_UP_TEXT):
-            chunk = WARM_UP_TEXT[pos : pos + sizes[i % len(sizes)]]
-            masker.feed(chunk)
-            reidentifier.feed(chunk)
-            pos, i = pos + len(chunk), i + 1
-        masker.flush()
-        reidentifier.flush()

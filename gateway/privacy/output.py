@@ -1,7 +1,8 @@
 """The answer's side of PHI handling: transducers per choice and per text field of a response.
 
-Every text the model produces -- ``content``, ``refusal``, each tool call's ``arguments`` (by tool
-call ``index``), legacy ``function_call.arguments`` -- runs through its own chain: the masker
+Every text the model produces -- ``content``, ``refusal``, ``reasoning_content`` / ``reasoning``,
+each tool call's ``arguments`` (by tool call ``index``), legacy ``function_call.arguments`` -- runs
+through its own chain: the masker
 (PHI the model generated and verbatim echoes of the conversation's originals -> placeholders),
 then, for callers allowed to see PHI, the re-identifier (placeholders -> originals). A choice's
 chains are flushed into a chunk of their own just before the chunk carrying its
@@ -21,7 +22,9 @@ from gateway.errors import RedactionFailed
 from gateway.phi.transducer import Transducer
 from gateway.wire import Chunk, JSONObject, Payload, WireError
 
-_TEXT: Final = ("content", "refusal")
+#: Text fields of a delta or message: ``reasoning_content`` (DeepSeek, vLLM, LiteLLM) and
+#: ``reasoning`` (newer vLLM) carry a reasoning model's thinking, as text like any other.
+_TEXT: Final = ("content", "refusal", "reasoning_content", "reasoning")
 #: Top-level chunk keys that carry no model text (their values pass unchanged).
 _TOP: Final = frozenset(
     {"id", "object", "created", "model", "system_fingerprint", "usage", "service_tier",
@@ -90,7 +93,8 @@ class OutputTransformer:
     def __init__(self, make_chain: Callable[[], Chain]) -> None:
         self._make = make_chain
         self._open: dict[_Field, Chain] = {}
-        self._top: JSONObject = {}
+        self._last: JSONObject = {}
+        """The last chunk seen (its identity fields head the flush chunks)."""
 
     @property
     def held(self) -> int:
@@ -124,7 +128,11 @@ class OutputTransformer:
         flushed = [c for c in flushed if c["delta"]]
         if not flushed:
             return []
-        return [Payload(obj={**self._top, "choices": flushed})]
+        return [Payload(obj={**self._top(), "choices": flushed})]
+
+    def _top(self) -> JSONObject:
+        last = self._last
+        return {k: last[k] for k in ("id", "object", "created", "model") if k in last}
 
     def _chunk(self, chunk: Chunk, out: list[Chunk]) -> None:
         try:
@@ -134,14 +142,13 @@ class OutputTransformer:
         for key, value in obj.items():
             if key not in _TOP and not _is_empty(value):
                 raise _refuse(f"unknown chunk field {key!r}")
-        self._top = {k: obj[k] for k in ("id", "object", "created", "model") if k in obj}
+        self._last = obj
         choices = obj.get("choices")
         if choices is None:
             out.append(chunk)
             return
         if not isinstance(choices, list):
             raise _refuse("choices is not a list")
-        changed: list[dict[str, Any]] = []
         for choice in choices:
             index, delta, finish = self._choice(choice, "delta")
             new = self._delta(index, delta)
@@ -150,10 +157,9 @@ class OutputTransformer:
                 texts = {k: v for k, v in new.items() if k != "role"}
                 if texts:  # the held-back tail goes out before the finish chunk
                     flush = {"index": index, "delta": texts, "finish_reason": None}
-                    out.append(Payload(obj={**self._top, "choices": [flush]}))
+                    out.append(Payload(obj={**self._top(), "choices": [flush]}))
                 new = {k: v for k, v in new.items() if k == "role"}
-            changed.append({**choice, "delta": new})
-        obj["choices"] = changed
+            choice["delta"] = new  # the parsed chunk is this transformer's own
         chunk.replace(obj)
         out.append(chunk)
 

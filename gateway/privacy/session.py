@@ -31,8 +31,9 @@ from gateway.errors import InvalidRequest, PayloadTooLarge, PermissionDenied, Re
 from gateway.phi.categories import Category
 from gateway.phi.detectors import Detector
 from gateway.phi.redactor import PLACEHOLDER_RE, PlaceholderBook, Redaction, redact_chat
-from gateway.phi.transducer import Masker, Reidentifier, warm_up
+from gateway.phi.transducer import Echoes, Masker, Reidentifier
 from gateway.phi.vault import MemoryVault, Sealer, Vault
+from gateway.phi.warmup import warm_up
 from gateway.privacy.output import Chain, OutputTransformer
 from gateway.privacy.policy import PhiPlan, PhiPolicies, refuse_unmaskable
 from gateway.wire import Chunk, JSONObject, Payload
@@ -223,9 +224,10 @@ class PhiSession:
         detector = self._detector
         book = self._book.copy()  # generated PHI gets fresh numbers, never a vault value's
         originals = book.originals if self._plan.reidentify else None
+        echoes = Echoes(book.originals)
 
         def make() -> Chain:
-            masker = Masker(detector, book)
+            masker = Masker(detector, book, reveal=originals, echoes=echoes)
             return Chain(masker, None if originals is None else Reidentifier(originals))
 
         return OutputTransformer(make)

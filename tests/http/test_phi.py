@@ -385,13 +385,29 @@ def test_vault_failure_before_the_stream_is_a_500(make_stack: Callable[..., Stac
     assert len(stack.fake.requests) == before  # nothing went upstream
 
 
+async def test_reasoning_content_is_masked_like_content(make_stack: Callable[..., Stack]) -> None:
+    """A reasoning model's thinking streams through the masker too (it used to end the stream)."""
+    stack = make_stack(tenant=auto(), phi={})
+    stack.fake.default = Behaviour(
+        text="Fine.", extra_delta={"reasoning_content": "Jane Doe, 212-555-0199. "}
+    )
+    events = await _raw_stream(stack, "Jane Doe?")
+    assert not any("error" in e for e in events)
+    thinking = "".join(
+        c["delta"].get("reasoning_content") or "" for e in events for c in e.get("choices", ())
+    )
+    assert thinking.startswith("[PHI_NAME_1], [PHI_PHONE_1]. ")
+    assert "Jane Doe" not in thinking
+    assert "212-555-0199" not in thinking
+
+
 async def test_unknown_event_shape_after_commit_ends_with_an_error_event(
     make_stack: Callable[..., Stack],
 ) -> None:
     stack = make_stack(tenant=auto(), phi={})
     stack.fake.default = Behaviour(
         text="Jane Doe is fine",
-        extra_delta={"reasoning_content": "Jane Doe, 212-555-0199"},
+        extra_delta={"thinking": "Jane Doe, 212-555-0199"},
         chunk_delay_s=0.05,  # the role chunk alone commits the response first
     )
     events = await _raw_stream(stack, "Jane Doe?")
@@ -410,14 +426,14 @@ async def test_detector_failure_mid_stream_ends_with_an_error_event(
     stack.fake.default = Behaviour(
         text="All good so far. Then boom: 212-555-0199", piece_chars=4, chunk_delay_s=0.01
     )
-    real = Detector.candidates
+    real = Detector.scan
 
-    def failing(self: Detector, text: str, pos: int = 0) -> Any:
+    def failing(self: Detector, text: str, start: int, stop: int) -> Any:
         if "boom" in text:
             raise RuntimeError("detector crashed")
-        return real(self, text, pos)
+        return real(self, text, start, stop)
 
-    monkeypatch.setattr(Detector, "candidates", failing)
+    monkeypatch.setattr(Detector, "scan", failing)
     events = await _raw_stream(stack, "hello")
     assert "error" in events[-1]
     content = "".join(

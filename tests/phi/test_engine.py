@@ -7,8 +7,8 @@ import functools
 from hypothesis import given, settings, strategies as st
 
 from gateway.phi.detectors import Detector
-from gateway.phi.engine import Pattern
-from gateway.phi.transducer import Reidentifier
+from gateway.phi.engine import Pattern, Starts, Tail
+from gateway.phi.transducer import _PLACEHOLDER, Reidentifier
 
 PATTERN = Pattern(r"(?P<w>\b[A-Z][a-z]+)|(?P<n>\d{3}-\d{2})|(?P<e>x*)")
 PREFIX = Pattern(r"(?:\b\d(?:\d(?:-\d?)?)?|[A-Z][a-z]*)", capture=False)
@@ -46,17 +46,57 @@ def _detector() -> Detector:
     return Detector()
 
 
+@functools.cache
+def _languages() -> list[tuple[Tail, Pattern, int]]:
+    """(one-search tail, the same language compiled plain, max hold) of both transducers."""
+    d = _detector()
+    rules = [c.rule for c in d._all]
+    detector = "|".join(r.node.prefix(loose=True) for r in rules)
+    placeholder = _PLACEHOLDER.prefix()
+    return [
+        (d._prefix, Pattern(detector, capture=False), d.max_hold),
+        (Reidentifier._prefix, Pattern(placeholder, capture=False), Reidentifier.max_hold),
+    ]
+
+
 @settings(max_examples=200, deadline=None)
 @given(text=_DETECTOR_TEXT, pos=st.integers(0, 61))
-def test_first_character_filters_never_change_the_hold(text: str, pos: int) -> None:
-    """``starts`` only skips positions where no match can begin (detector and placeholders)."""
+def test_one_tail_search_finds_the_earliest_full_match(text: str, pos: int) -> None:
+    """The end-anchored search gives what trying every position in turn gives (detector and
+    placeholders), word boundaries seen from before ``pos``."""
     pos = min(pos, len(text))
-    for prefix, starts, max_hold in (
-        (_detector()._prefix, _detector()._starts, _detector().max_hold),
-        (Reidentifier._prefix, Reidentifier._starts, Reidentifier.max_hold),
-    ):
+    for tail, plain, max_hold in _languages():
         start = max(pos, len(text) - max_hold)
-        assert prefix.earliest_full(text, start, starts=starts) == prefix.earliest_full(text, start)
+        assert tail.earliest(text, start) == plain.earliest_full(text, start)
+
+
+def test_start_positions_see_the_character_before_the_search() -> None:
+    starts = Starts("ab", "b")
+    assert list(starts.positions("xa a b xb", 1, 9)) == [3, 5, 8]
+    assert list(starts.positions("xa a b xb", 4, 6)) == [5]
+    assert list(Starts("", "").positions("abc", 0, 3)) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_DETECTOR_TEXT, cut=st.integers(0, 61), split=st.integers(0, 61))
+def test_scan_resumed_anywhere_equals_candidates(text: str, cut: int, split: int) -> None:
+    """The anchored per-position chain (in two legs) finds exactly the unanchored matches."""
+    split = min(split, len(text))
+    first, resume = _detector().scan(text, 0, split)
+    rest, end = _detector().scan(text, resume, len(text))
+    assert first + rest == _detector().candidates(text)
+    assert end >= len(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_DETECTOR_TEXT, more=_DETECTOR_TEXT)
+def test_appending_text_never_moves_the_hold_back(text: str, more: str) -> None:
+    """What the masker's resumed hold search relies on: a position that is no match prefix
+    stays none whatever follows."""
+    d = _detector()
+    before = d.hold_from(text)
+    after = d.hold_from(text + more)
+    assert after >= before
 
 
 def test_a_match_starting_after_a_word_character_finds_its_rule() -> None:

@@ -105,10 +105,29 @@ def test_choices_and_tool_calls_are_routed_separately() -> None:
     assert content_of(out) == "[PHI_NAME_1]"
 
 
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_text_is_masked_and_reidentified_like_content(field: str) -> None:
+    pieces = ["Thinking: Jane", " Doe called 415-55", "5-0123 about [PHI_", "NAME_1]."]
+    for reidentify in (False, True):
+        stream = transformer(reidentify=reidentify)
+        out = []
+        for piece in pieces:
+            out += stream.batch([chunk({"index": 0, "delta": {field: piece}, "finish_reason": None})])
+        out += stream.batch([chunk({"index": 0, "delta": {}, "finish_reason": "stop"})])
+        text = "".join(c["delta"].get(field) or "" for p in out for c in p.obj["choices"])
+        assert "415-555-0123" not in text
+        assert text.startswith("Thinking: ")
+        if reidentify:
+            assert ORIGINALS["[PHI_NAME_1]"] in text
+        else:
+            assert "Jane Doe" not in text and "[PHI_NAME_1]" in text
+
+
 @pytest.mark.parametrize(
     "bad",
     [
-        {"choices": [{"index": 0, "delta": {"reasoning_content": "Jane"}}]},
+        {"choices": [{"index": 0, "delta": {"reasoning_content": ["Jane"]}}]},
+        {"choices": [{"index": 0, "delta": {"thinking": "Jane"}}]},
         {"choices": [{"index": 0, "delta": {"content": 5}}]},
         {"choices": [{"index": 0, "delta": {}, "logprobs": {"content": [{"token": "J"}]}}]},
         {"choices": [{"index": "0", "delta": {}}]},
