@@ -71,6 +71,9 @@ class PhiPolicyConfig:
     Everyone else gets placeholders."""
     vault_ttl_s: float = DAY_S
     """How long a conversation's placeholders stay in the vault after its last request."""
+    zip3: bool = False
+    """ZIP codes go upstream (and into answers) as their Safe Harbor three-digit form, `627XX`
+    (`000XX` for the restricted prefixes), instead of a placeholder; never re-identified."""
 
     def check(self, where: str) -> Iterator[str]:
         """Problems beyond the field types."""
@@ -93,6 +96,8 @@ class PhiOverrideConfig:
     """Replaces the tenant's `reidentify_groups`."""
     vault_ttl_s: float | None = None
     """Overrides the tenant's `vault_ttl_s`."""
+    zip3: bool | None = None
+    """Overrides the tenant's `zip3`."""
 
     def check(self, where: str) -> Iterator[str]:
         """Problems beyond the field types."""
@@ -115,6 +120,7 @@ class PhiOverrideConfig:
                 else self.reidentify_groups
             ),
             vault_ttl_s=policy.vault_ttl_s if self.vault_ttl_s is None else self.vault_ttl_s,
+            zip3=policy.zip3 if self.zip3 is None else self.zip3,
         )
 
 

@@ -19,21 +19,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import re2
 
 from gateway.errors import RedactionFailed
 from gateway.phi.categories import Category
 from gateway.phi.detectors import Detector
+from gateway.phi.validators import zip3
 
 PLACEHOLDER_RE = re.compile(r"\[PHI_([A-Z0-9_]+?)_(\d+)\]")
 """Canonical placeholder syntax (a fixed, linear pattern on gateway-issued text)."""
+
+_ZIP_LOCATION = re2.compile(r"(?:(?P<city>.+), (?P<state>[A-Z]{2}) )?(?P<zip>\d{5})(?:-\d{4})?")
+"""A LOCATION span ending in a ZIP code: ``62704``, ``62704-1234`` or ``City, ST 62704``."""
 
 
 class PlaceholderBook:
     """Placeholders of one conversation: same value, same placeholder; numbered per category."""
 
-    __slots__ = ("_by_value", "_counts", "_originals")
+    __slots__ = ("_by_value", "_counts", "_originals", "zip3")
 
-    def __init__(self, originals: Mapping[str, str] | None = None) -> None:
+    def __init__(self, originals: Mapping[str, str] | None = None, *, zip3: bool = False) -> None:
+        self.zip3 = zip3
+        """ZIP codes become their Safe Harbor three-digit form (``replacement``)."""
         self._originals: dict[str, str] = {}
         self._by_value: dict[str, str] = {}
         self._counts: Counter[str] = Counter()
@@ -58,9 +65,24 @@ class PlaceholderBook:
         self._remember(placeholder, value, category.value, number)
         return placeholder
 
+    def replacement(self, category: Category, value: str) -> str:
+        """What replaces the PHI ``value``: its placeholder; with ``zip3``, a ZIP code becomes
+        its first three digits and ``XX`` (``000XX`` for the restricted prefixes), which Safe
+        Harbor allows to keep and which is never re-identified, and in ``City, ST 12345`` only
+        the city gets a placeholder (a state is not PHI)."""
+        if self.zip3 and category is Category.LOCATION:
+            m = _ZIP_LOCATION.fullmatch(value)
+            if m is not None:
+                generalised = zip3(m.group("zip")) + "XX"
+                city = m.group("city")
+                if city is None:
+                    return generalised
+                return f"{self.placeholder(category, city)}, {m.group('state')} {generalised}"
+        return self.placeholder(category, value)
+
     def copy(self) -> PlaceholderBook:
         """An independent copy."""
-        twin = PlaceholderBook()
+        twin = PlaceholderBook(zip3=self.zip3)
         twin.adopt(self)
         return twin
 
@@ -85,7 +107,7 @@ def redact_text(text: str, detector: Detector, book: PlaceholderBook) -> str:
     last = 0
     for span in detector.find(text):
         out.append(text[last : span.start])
-        out.append(book.placeholder(span.category, text[span.start : span.end]))
+        out.append(book.replacement(span.category, text[span.start : span.end]))
         last = span.end
     out.append(text[last:])
     return "".join(out)

@@ -329,7 +329,7 @@ class Masker(_SafeCut):
         return cut, extents, edits
 
     def _issue(self, category: Category, value: str) -> str:
-        return self._revealed(self._book.placeholder(category, value))
+        return self._revealed(self._book.replacement(category, value))
 
     def _revealed(self, placeholder: str) -> str:
         return self._reveal.get(placeholder, placeholder)

@@ -29,6 +29,8 @@ class PhiPlan:
     """The caller may see originals: placeholders in the answer are turned back."""
     ttl_s: float
     """Vault TTL of the conversation."""
+    zip3: bool = False
+    """ZIP codes become their Safe Harbor three-digit form instead of placeholders."""
     conversation_id: str | None
     """The client's conversation id; None: the request is its own conversation."""
 
@@ -109,6 +111,7 @@ class PhiPolicies:
             reidentify=policy.reidentify
             and (EVERYONE in groups or bool(groups & set(principal.groups))),
             ttl_s=policy.vault_ttl_s,
+            zip3=policy.zip3,
             conversation_id=options.conversation_id,
         )
 

@@ -167,7 +167,7 @@ class PhiSession:
         self._ctx = ctx
         self._plan = plan
         self._detector = detector
-        self._book = PlaceholderBook()
+        self._book = PlaceholderBook(zip3=plan.zip3)
         tenant = ctx.principal.tenant_id if ctx.principal is not None else ""
         self._tenant = tenant
         self._conversation = plan.conversation_id or ctx.request_id
@@ -190,7 +190,7 @@ class PhiSession:
         known: dict[str, str] = {}
         if self._plan.conversation_id is not None:
             known = await vault.load(self._tenant, self._conversation)
-        self._book = PlaceholderBook(known)
+        self._book = PlaceholderBook(known, zip3=self._plan.zip3)
         body = {k: v for k, v in body.items() if k != "user"}  # may be an email: not forwarded
         if size > inline_bytes:
             redaction = await asyncio.to_thread(redact_chat, body, detector, self._book)

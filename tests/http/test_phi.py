@@ -510,3 +510,19 @@ def test_embeddings_of_an_auto_tenant_need_a_hipaa_eligible_model(
     assert len(stack.fake.requests) == before
     manual = make_stack(tenant={"phi": PhiPolicyConfig(mode="manual")}, phi={})
     assert client(manual).embeddings.create(model="test-embed", input="hello").data
+
+
+def test_zip3_policy_sends_the_safe_harbor_prefix_and_masks_answers_alike(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """With `zip3`, the model sees `627XX` and the city's placeholder; a ZIP it writes itself is
+    generalised the same way; a re-identifying caller gets the city back, never the ZIP."""
+    tenant = auto(reidentify=True, reidentify_groups=(CLINICIAN,), zip3=True)
+    stack = make_stack(tenant=tenant, phi={})
+    stack.fake.default = Behaviour(text="Zone: ZIP 03601. Near [PHI_LOCATION_1], IL 627XX.")
+    for groups, city in (((), "[PHI_LOCATION_1]"), ((CLINICIAN,), "Springfield")):
+        answer = client(stack, *groups).chat.completions.create(
+            model="test-hipaa", messages=user("She lives in Springfield, IL 62704.")
+        )
+        assert "She lives in [PHI_LOCATION_1], IL 627XX." in sent_text(stack)
+        assert answer.choices[0].message.content == f"Zone: ZIP 000XX. Near {city}, IL 627XX."

@@ -149,3 +149,21 @@ def test_json_arguments_with_odd_values() -> None:
     result = redact_chat(body, DETECTOR)
     args = orjson.loads(result.body["messages"][0]["tool_calls"][0]["function"]["arguments"])
     assert args == {"a": [True, None, 1.5, {"k": "SSN [PHI_SSN_1]"}]}
+
+
+@pytest.mark.parametrize(
+    ("text", "zip3", "expected"),
+    [
+        ("Lives in Springfield, IL 62704.", True, "Lives in [PHI_LOCATION_1], IL 627XX."),
+        ("ZIP code 03601-1234.", True, "ZIP code 000XX."),  # a restricted prefix
+        ("zip: 94110", True, "zip: 941XX"),
+        ("Lives in Springfield, IL 62704.", False, "Lives in [PHI_LOCATION_1]."),
+        ("zip: 94110", False, "zip: [PHI_LOCATION_1]"),
+    ],
+)
+def test_zip3_keeps_the_safe_harbor_prefix(text: str, zip3: bool, expected: str) -> None:
+    book = PlaceholderBook(zip3=zip3)
+    assert redact_text(text, DETECTOR, book) == expected
+    if zip3:  # the ZIP itself is never stored
+        assert not any(ch.isdigit() for ch in "".join(book.originals.values()))
+    assert book.copy().zip3 is zip3

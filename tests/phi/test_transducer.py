@@ -223,3 +223,14 @@ def test_categories_with_digits_and_several_words_reidentify() -> None:
     assert reidentify_text(model, originals) == expected
     t = Reidentifier(originals)
     assert "".join(t.feed(ch) for ch in model) + t.flush() == expected
+
+
+def test_zip3_masking_streamed_equals_whole_text() -> None:
+    text = "Moved from Springfield, IL 62704 to ZIP 03601-1234; zip: 94110."
+    whole = mask_text(text, DETECTOR, PlaceholderBook(zip3=True))
+    assert whole == "Moved from [PHI_LOCATION_1], IL 627XX to ZIP 000XX; zip: 941XX."
+    for i in range(len(text) + 1):
+        assert (
+            _stream(Masker(DETECTOR, PlaceholderBook(zip3=True)), [text[:i], text[i:]])[0] == whole
+        )
+    assert _stream(Masker(DETECTOR, PlaceholderBook(zip3=True)), list(text))[0] == whole
