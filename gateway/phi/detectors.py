@@ -1,9 +1,12 @@
 """PHI detection over text: linear-time candidate matching (RE2), validation, hard partial matches.
 
 ``Detector.candidates`` runs one leftmost-first RE2 alternation of the rules in ``patterns`` and
-validates each match into PHI spans. ``Detector.hold_from`` answers the streaming question no
-backtracking engine answers without soft-partial pitfalls: the earliest position from which the
-rest of the text is a prefix of some rule match, i.e. where a match could still start or grow.
+validates each match into PHI spans (whole texts: prompts). ``Detector.scan`` finds the same
+matches by one anchored match per position that may begin one, resumable anywhere (streams).
+``Detector.hold_from`` answers the streaming question no backtracking engine answers without
+soft-partial pitfalls: the earliest position from which the rest of the text is a prefix of some
+rule match (in a slightly looser language: holding more is safe), i.e. where a match could still
+start or grow.
 
 Invariants: matching is linear in the text (RE2 automata, no backtracking); candidates do not
 overlap and come in text order; spans lie inside their candidate; ``hold_from`` is never more than
@@ -94,14 +97,15 @@ class Detector:
             chr(code): [
                 c
                 for c, p in zip(self._all, starts, strict=True)
-                if any(p.earliest_full(ctx + chr(code), len(ctx)) == len(ctx) for ctx in _CONTEXTS)
+                if any(p.matches_rest(ctx + chr(code), len(ctx)) for ctx in _CONTEXTS)
             ]
             for code in range(128)
         }
         # A superset of the positions where some rule may begin: with left context, so word
         # boundaries on either side count.
-        in_word = (chr(c) for c in range(128)
-                   if any(p.earliest_full("a" + chr(c), 1) == 1 for p in starts))  # fmt: skip
+        in_word = (
+            chr(c) for c in range(128) if any(p.matches_rest("a" + chr(c), 1) for p in starts)
+        )
         self._starts = Starts((ch for ch, rules_at in self._by_first.items() if rules_at), in_word)
         self.max_hold = max(r.node.max_len() for r in rules)
         """Upper bound on ``len(text) - hold_from(text)``."""

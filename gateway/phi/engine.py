@@ -1,4 +1,6 @@
-"""A thin fast path over google-re2: group spans of successive matches, and anchored full matches.
+"""A thin fast path over google-re2: group spans of successive matches, anchored matches, the
+rules matching at a position (``RuleSet``), where a text's end is in a language (``Tail``) and
+where a match may begin (``Starts``).
 
 The binding's ``str`` API re-encodes the text and decodes every group offset of every match in
 Python; with the detector's ~50 groups that was most of the per-chunk cost (cProfile: 233k decode
@@ -7,7 +9,8 @@ the compiled ``RE2`` object on the bytes directly; any other text -- or a bindin
 object -- takes the public API. Both paths give identical spans (tested).
 
 Invariants: offsets are character offsets into the given ``str``; word boundaries see the
-character before ``pos``; no state between calls.
+character before ``pos``; no state between calls; every engine is linear in the text (RE2, and
+``Starts``' one-class, one-character-lookbehind ``re`` pattern).
 """
 
 from __future__ import annotations
@@ -85,18 +88,15 @@ class Pattern:
         """Whether the pattern matches all of ``text``."""
         return self._re.fullmatch(text) is not None
 
-    def earliest_full(
-        self, text: str, first: int, *, fast: bool = True, starts: Starts | None = None
-    ) -> int:
+    def earliest_full(self, text: str, first: int, *, fast: bool = True) -> int:
         """The smallest ``i >= first`` such that the pattern matches all of ``text[i:]`` and
-        ``i < len(text)``, else ``len(text)``. ``starts``: where a match may begin (a superset
-        is fine); on ASCII text other positions are not tried."""
+        ``i < len(text)``, else ``len(text)``: one anchored match per position (the reference
+        ``Tail`` is tested against)."""
         if fast and self._raw is not None and text.isascii():
             data = text.encode("ascii")
             end = len(data)
             both = _ANCHOR.ANCHOR_BOTH  # type: ignore[union-attr]
-            positions = range(first, end) if starts is None else starts.positions(text, first, end)
-            for i in positions:
+            for i in range(first, end):
                 if self._raw.Match(both, data, i, end)[0][0] >= 0:
                     return i
             return end

@@ -14,7 +14,10 @@ is in practice the unfinished tail word.
 
 Invariants: for every split of a text, ``"".join(feed(p) for p in parts) + flush()`` equals
 ``feed(text) + flush()``; the state is the unemitted tail plus one character of left context (for
-word boundaries); no I/O. Any internal error raises ``RedactionFailed`` (fail closed).
+word boundaries) and what is already known about the tail (where the last hold search stopped;
+for the masker, its final matches and where its match chain resumes), so work per chunk follows
+the new text, not the held text; no I/O. Any internal error raises ``RedactionFailed`` (fail
+closed).
 One instance per choice and content field; the caller routes deltas.
 """
 
