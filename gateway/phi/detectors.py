@@ -123,7 +123,7 @@ class Detector:
         if data is not None:
             # Fast: the rule set names every rule matching at ``start``; the first one wins.
             # Its answer is only a shortcut -- checked here, and the scan below decides.
-            first = min(self._set.matching_at(data, start), default=None)
+            first = min(self._set.matching_at(data, start, self.max_hold), default=None)
             if first is not None:
                 compiled = self._all[first]
                 spans = compiled.pattern.match_at(text, start, data)

@@ -183,8 +183,13 @@ class RuleSet:
         self._after.Compile()
         self._at_start.Compile()
 
-    def matching_at(self, data: bytes, pos: int) -> list[int]:
+    def matching_at(self, data: bytes, pos: int, longest: int) -> list[int]:
         """Indexes of the patterns with a match starting at ``data[pos]`` (unordered; maybe
-        empty when the automaton failed)."""
-        found = self._after.Match(data[pos - 1 :]) if pos else self._at_start.Match(data)
+        empty when the automaton failed). ``longest``: no pattern matches more bytes, so the
+        search sees only that much text plus one byte of right context (exact for word
+        boundaries, and no copy of the rest of a long text)."""
+        stop = pos + longest + 1
+        found = (
+            self._after.Match(data[pos - 1 : stop]) if pos else self._at_start.Match(data[:stop])
+        )
         return found or []
