@@ -21,6 +21,7 @@ from typing import IO, Final
 
 import orjson
 
+from gateway.metering import jsonl
 from gateway.metering.records import UsageRecord
 
 _PREFIX: Final = "spill-"
@@ -63,7 +64,7 @@ class Spill:
     async def append(self, records: Sequence[UsageRecord], *, force: bool = False) -> bool:
         """Append and fsync ``records``; False (nothing written) when over ``max_bytes``, unless
         ``force`` (shutdown: better over the bound than lost)."""
-        data = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
+        data = b"".join([jsonl.encode(r) for r in records])
         if not force and self.size + len(data) > self.max_bytes:
             return False
         await asyncio.to_thread(self._write, data)
@@ -168,7 +169,7 @@ def _parse(handle: IO[bytes]) -> list[UsageRecord]:
     while lines := handle.readlines(_READ_HINT):
         for line in lines:
             try:
-                records.append(UsageRecord.from_json(orjson.loads(line)))
+                records.append(jsonl.decode(line))
             except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
                 torn += 1
     if torn:
