@@ -50,7 +50,7 @@ def decode(line: bytes) -> UsageRecord:
 
 
 def request_id(line: bytes) -> str:
-    """The request id of a line; "" when it has none (a torn or foreign line)."""
+    """The request id of a line; "" when it has none (torn before the id ends, or foreign)."""
     end = line.find(b'"', _START) if line.startswith(_PREFIX) else -1
     try:
         if end > 0 and b"\\" not in line[_START:end]:  # no escapes: the bytes are the id
