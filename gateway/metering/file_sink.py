@@ -48,30 +48,41 @@ class FileSink:
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
 
     async def write(self, records: Sequence[UsageRecord]) -> None:
-        lines = [(record.request_id, jsonl.encode(record)) for record in records]
+        data, ends = jsonl.encode_all(records)
+        ids = [record.request_id for record in records]
         async with self._lock:
             try:
-                await asyncio.to_thread(self._append, lines)
+                await asyncio.to_thread(self._append, data, ids, ends)
             except OSError as exc:
                 raise SinkUnavailable(f"usage file: {exc.strerror}") from exc
 
-    def _append(self, lines: Sequence[tuple[str, bytes]]) -> None:
+    def _append(self, data: bytearray, ids: Sequence[str], ends: Sequence[int]) -> None:
+        """Append the lines of ``data`` (line ``i`` is request ``ids[i]`` and ends at
+        ``ends[i]``) whose request ids the file does not hold yet."""
         with self.path.open("a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             size = os.fstat(handle.fileno()).st_size
             torn = size != self._offset and self._catch_up(handle, size)
-            fresh = []
-            for request_id, line in lines:
-                if request_id not in self._seen:
-                    self._remember_id(request_id)
-                    fresh.append(line)
+            fresh = self._fresh(memoryview(data), ids, ends)
             if fresh:
-                data = b"".join([b"\n", *fresh] if torn else fresh)  # ends a torn line first
-                handle.write(data)  # "a" mode: at the end, whatever the position
+                if torn:
+                    fresh = b"\n" + fresh  # ends the torn line: the next one stays whole
+                handle.write(fresh)  # "a" mode: at the end, whatever the position
                 handle.flush()
                 os.fsync(handle.fileno())
-                size += len(data)
+                size += len(fresh)
             self._offset = size
+
+    def _fresh(self, data: memoryview, ids: Sequence[str], ends: Sequence[int]) -> bytes:
+        """The lines of request ids not seen yet (remembering them)."""
+        kept: list[memoryview] = []
+        start = 0
+        for request_id, end in zip(ids, ends, strict=True):
+            if request_id not in self._seen:
+                self._remember_id(request_id)
+                kept.append(data[start:end])
+            start = end
+        return data.tobytes() if len(kept) == len(ids) else b"".join(kept)
 
     def _catch_up(self, handle: IO[bytes], size: int) -> bool:
         """Learn the request ids appended since the last look (by any process); True when the

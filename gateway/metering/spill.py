@@ -64,14 +64,14 @@ class Spill:
     async def append(self, records: Sequence[UsageRecord], *, force: bool = False) -> bool:
         """Append and fsync ``records``; False (nothing written) when over ``max_bytes``, unless
         ``force`` (shutdown: better over the bound than lost)."""
-        data = b"".join([jsonl.encode(r) for r in records])
+        data, _ = jsonl.encode_all(records)
         if not force and self.size + len(data) > self.max_bytes:
             return False
         await asyncio.to_thread(self._write, data)
         self.size += len(data)
         return True
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         if self._file is None:
             raise RuntimeError("spill not open")
         self._file.write(data)
