@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -32,6 +33,36 @@ from gateway.metering.records import UsageRecord
 from gateway.metering.sink import SinkUnavailable, UsageQuery, UsageTotal, aggregate
 
 
+class RecentIds:
+    """The newest ``size`` request ids added, the oldest forgotten first, in O(1) per id (a dict
+    used as an ordered set would scan its deleted head on every eviction: ~20-60 µs an id once
+    it holds 100,000)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: set[str] = set()
+        self._order: deque[str] = deque()
+
+    def __contains__(self, request_id: str) -> bool:
+        return request_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        """Oldest first."""
+        return iter(self._order)
+
+    def add(self, request_id: str) -> None:
+        """Remember ``request_id`` (forgetting the oldest beyond ``size``)."""
+        if request_id in self._ids:
+            return
+        self._ids.add(request_id)
+        self._order.append(request_id)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+
+
 class FileSink:
     """A ``UsageSink`` writing ``path``."""
 
@@ -39,8 +70,7 @@ class FileSink:
 
     def __init__(self, path: Path, *, remember: int = 100_000) -> None:
         self.path = path
-        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest id goes first
-        self._remember = remember
+        self._seen = RecentIds(remember)
         self._offset = 0
         self._lock = asyncio.Lock()
 
@@ -79,7 +109,7 @@ class FileSink:
         start = 0
         for request_id, end in zip(ids, ends, strict=True):
             if request_id not in self._seen:
-                self._remember_id(request_id)
+                self._seen.add(request_id)
                 kept.append(data[start:end])
             start = end
         return data.tobytes() if len(kept) == len(ids) else b"".join(kept)
@@ -91,13 +121,8 @@ class FileSink:
         line = b"\n"
         for line in handle:
             if line.endswith(b"\n"):
-                self._remember_id(jsonl.request_id(line))
+                self._seen.add(jsonl.request_id(line))
         return not line.endswith(b"\n")
-
-    def _remember_id(self, request_id: str) -> None:
-        self._seen[request_id] = None
-        if len(self._seen) > self._remember:
-            del self._seen[next(iter(self._seen))]
 
     async def records(self, query: UsageQuery) -> list[UsageRecord]:
         return await asyncio.to_thread(self._records, query)

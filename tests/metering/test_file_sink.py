@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from gateway.metering import jsonl
-from gateway.metering.file_sink import FileSink
+from gateway.metering.file_sink import FileSink, RecentIds
 from gateway.metering.records import TokenUsage
 from gateway.metering.sink import UsageQuery
 from tests.metering.factory import T0, record
@@ -105,3 +105,14 @@ async def test_the_file_is_read_only_when_another_writer_grew_it(tmp_path: Path)
     await other.write([record()])
     await sink.write([record()])
     assert sink.catch_ups == 1
+
+
+def test_recent_ids_keep_the_newest_in_order() -> None:
+    recent = RecentIds(100)
+    for i in range(10_000):
+        recent.add(f"req_{i}")
+        recent.add(f"req_{i}")  # a repeat is neither stored twice nor moved
+    assert len(recent) == 100
+    assert list(recent) == [f"req_{i}" for i in range(9_900, 10_000)]
+    assert "req_9900" in recent
+    assert "req_9899" not in recent
