@@ -18,9 +18,11 @@ RESULTS: Final = ROOT / "bench" / "results"
 START: Final = "<!-- bench:latest:start -->"
 END: Final = "<!-- bench:latest:end -->"
 TARGETS: Final = (
-    "direct", "passthrough", "gateway-noauth", "gateway", "gateway-nocache",
+    "direct", "passthrough", "gateway-noauth", "gateway", "gateway-nometer", "gateway-nocache",
     "gateway-limits-mem", "gateway-limits-redis",
 )  # fmt: skip
+#: The CPU per request metering may add to ``gateway`` (against ``gateway-nometer``).
+METERING_AIM_US: Final = 15.0
 
 
 def machine() -> dict[str, object]:
@@ -172,6 +174,7 @@ def table(res: dict[str, Any]) -> str:
             + "; ".join(limits)
             + " (goals: memory <= 20 µs, Redis on loopback <= 300 µs).",
         ]
+    lines += _metering_note(res)
     soak = res.get("soak")
     if soak:
         lines += [
@@ -182,6 +185,20 @@ def table(res: dict[str, Any]) -> str:
             f"{soak['errors']:.0f} errors.",
         ]
     return "\n".join(lines)
+
+
+def _metering_note(res: dict[str, Any]) -> list[str]:
+    if "gateway" not in res["targets"] or "gateway-nometer" not in res["targets"]:
+        return []
+    d = res["derived"]["gateway"]
+    return [
+        "",
+        "Cost of metering (file ledger, the default) against `gateway-nometer` (metering off; "
+        f"c=1 and c={res['settings']['cpu_point']} only): "
+        f"{_f(d.get('metering_cpu_us_per_req'), 1)} µs CPU/req "
+        f"(ratio {_f(d.get('metering_cpu_ratio'), 3)}; aim <= {METERING_AIM_US:g} µs), "
+        f"p50 c=1 {_f(d.get('metering_added_p50_ms'), 3)} ms.",
+    ]
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -322,6 +339,14 @@ def derive(res: dict[str, Any]) -> dict[str, dict[str, float | None]]:
             d["auth_added_p99_ms"] = _sub(
                 _get(res, name, "latency_c1", "p99"),
                 _get(res, "gateway-noauth", "latency_c1", "p99"),
+            )
+        if name == "gateway":  # the cost of metering, against the same set-up without it
+            nometer = _get(res, "gateway-nometer", "throughput", cpu_point, "cpu_us_per_req")
+            d["metering_cpu_us_per_req"] = _sub(cpu, nometer)
+            d["metering_cpu_ratio"] = _div(cpu, nometer)
+            d["metering_added_p50_ms"] = _sub(
+                _get(res, name, "latency_c1", "p50"),
+                _get(res, "gateway-nometer", "latency_c1", "p50"),
             )
         if name.startswith("gateway-limits"):  # the cost of limits, against `gateway`
             base_p50 = _get(res, "gateway", "latency_c1", "p50")

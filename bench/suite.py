@@ -3,6 +3,8 @@ them in rounds, so slow drift of the machine (other VMs, CPU frequency) hits all
 
 Order: start the proxies -> check each target answers correctly -> idle RSS -> latency at c=1
 (rounds) -> throughput at each concurrency (rounds, wrk) -> streams -> peak RSS -> soak (gateway).
+The ``CPU_ONLY`` targets (baselines of a feature's cost) skip the streams and every concurrency
+but the CPU point, which keeps the run short.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from bench.procs import (
     runtime_seconds,
 )
 from bench.soak import soak
-from bench.targets import start_proxy
+from bench.targets import NOMETER, start_proxy
 
 _T = TypeVar("_T")
+#: Targets measured at c=1 and at the CPU point only (no streams, no other concurrency).
+CPU_ONLY: Final = frozenset({NOMETER})
 _T0: Final = time.monotonic()
 
 
@@ -173,9 +177,10 @@ class Suite:
         if conc == s.concurrencies[0]:
             for port in self.ports.values():
                 self.load.run(port, s.cpu_point, s.load_warmup_s)  # warm-up, not recorded
-        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in self.ports}
+        ports = {n: p for n, p in self.ports.items() if conc == s.cpu_point or n not in CPU_ONLY}
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
         for _ in range(s.load_rounds):
-            for name, port in self.ports.items():
+            for name, port in ports.items():
                 pid = self.pids.get(name)
                 cpu0, mock0 = cpu_seconds(pid) if pid else 0.0, cpu_seconds(self.mock.pid)
                 sched0 = runtime_seconds(pid) if pid else 0.0
@@ -205,11 +210,12 @@ class Suite:
             (1, max(1, s.stream_c1_count // rounds)),
             (s.stream_concurrency, max(1, s.stream_per_connection // rounds)),
         )
+        ports = {n: p for n, p in self.ports.items() if n not in CPU_ONLY}
         for conc, per in plan:
-            samples = {name: phases.StreamSamples() for name in self.ports}
-            cpu = dict.fromkeys(self.pids, 0.0)
+            samples = {name: phases.StreamSamples() for name in ports}
+            cpu = {name: 0.0 for name in self.pids if name in ports}
             for _ in range(rounds):
-                for name, port in self.ports.items():
+                for name, port in ports.items():
                     pid = self.pids.get(name)
                     cpu0 = runtime_seconds(pid) if pid else 0.0
                     arun(phases.streams(port, conc, per, s.chunks, samples[name]))

@@ -1,5 +1,5 @@
 """The proxies under test, in front of the mock: the bare aiohttp pass-through and the gateway in
-three authentication set-ups and two rate-limit set-ups.
+three authentication set-ups, two rate-limit set-ups and one without metering.
 
 | target               | set-up                                                              |
 |----------------------|---------------------------------------------------------------------|
@@ -8,12 +8,13 @@ three authentication set-ups and two rate-limit set-ups.
 | gateway-nocache      | auth on, `auth.token_cache_size = 0`: PyJWT on every request        |
 | gateway-limits-mem   | `gateway` + tenant limits (RPM and tokens/day) in the memory store  |
 | gateway-limits-redis | the same limits in Redis (a `redis-server` on loopback, CPU 1)      |
+| gateway-nometer      | `gateway` with `metering.enabled = false`: the cost of metering     |
 
 The limits are high enough never to refuse, so every request pays the full admission (GCRA and
 token reservation in one store call) and settlement, but gets the same answer.
 
-Every gateway meters each request into a file ledger of the run (the default sink), deleted at
-the end with its record count kept in the results (`usage_records`).
+Every gateway but `gateway-nometer` meters each request into a file ledger of the run (the
+default sink), deleted at the end with its record count kept in the results (`usage_records`).
 
 All three verify the same RS256 token of a development issuer (signing key in memory, as a JWKS
 key is after its first fetch); every driver sends it with every request, to every target.
@@ -41,12 +42,14 @@ GATEWAYS: Final = {
     "gateway-nocache": "enabled = true\ntoken_cache_size = 0",
     "gateway-limits-mem": "enabled = true",
     "gateway-limits-redis": "enabled = true",
+    "gateway-nometer": "enabled = true",
 }
 _RULE: Final = """
 [tenants.bench.limits]
 requests_per_minute = 1000000000
 tokens_per_day = 1000000000000
 """
+NOMETER: Final = "gateway-nometer"
 REDIS_BIN: Final = "redis-server"
 LEDGER_SUFFIX: Final = "-usage.jsonl"
 
@@ -135,7 +138,8 @@ def start_proxy(name: str, procs: Procs, mock_port: int) -> Proc:
             url = start_redis(procs)
             extra = f'[limits]\nstore = "redis"\nredis_url = "{url}"\n' + _RULE
         # Metering is on, as by default, into a file ledger of the run (deleted by `drop_ledgers`).
-        extra += (f'[metering]\npath = "{procs.log_dir / (name + LEDGER_SUFFIX)}"\n'
+        extra += (f'[metering]\nenabled = {"false" if name == NOMETER else "true"}\n'
+                  f'path = "{procs.log_dir / (name + LEDGER_SUFFIX)}"\n'
                   f'spill_dir = "{procs.log_dir / (name + "-spill")}"\n')  # fmt: skip
         config.write_text(gateway_config(free_port(), mock_port, GATEWAYS[name], key_file, extra))
         return start_gateway(procs, config, name)

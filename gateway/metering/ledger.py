@@ -122,14 +122,18 @@ class Ledger:
         return self._stopping
 
     async def flush(self) -> bool:
-        """Replay spilled records, then write the queue; False when the sink failed (the queue
-        has then been spilled as far as the spill's bound allows)."""
+        """Replay spilled records, then write the records queued when it started (those queued
+        meanwhile wait for the next batch: under load the writer would otherwise chase the queue
+        with a write per handful of records); False when the sink failed (the queue has then
+        been spilled as far as the spill's bound allows)."""
         try:
             await self._replay()
-            while self._queue:
-                batch = list(islice(self._queue, self._batch_size))
+            left = len(self._queue)
+            while left > 0:
+                batch = list(islice(self._queue, min(left, self._batch_size)))
                 await self.sink.write(batch)
                 self._taken(len(batch))
+                left -= len(batch)
         except SinkAuthFailed as exc:
             if self.healthy:
                 _log.error("usage ledger refused authentication (%s; check "
@@ -202,7 +206,8 @@ class Ledger:
             await tasks.cancel_and_wait(self._task)
         try:
             async with asyncio.timeout(timeout_s):
-                await self.flush()
+                while self._queue and await self.flush():
+                    pass
         except TimeoutError:
             _log.warning("ledger drain budget exhausted; spilling %d records", len(self._queue))
         await self._spill_queue(force=True)

@@ -21,6 +21,7 @@ from typing import IO, Final
 
 import orjson
 
+from gateway.metering import jsonl
 from gateway.metering.records import UsageRecord
 
 _PREFIX: Final = "spill-"
@@ -63,14 +64,14 @@ class Spill:
     async def append(self, records: Sequence[UsageRecord], *, force: bool = False) -> bool:
         """Append and fsync ``records``; False (nothing written) when over ``max_bytes``, unless
         ``force`` (shutdown: better over the bound than lost)."""
-        data = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
+        data, _ = jsonl.encode_all(records)
         if not force and self.size + len(data) > self.max_bytes:
             return False
         await asyncio.to_thread(self._write, data)
         self.size += len(data)
         return True
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         if self._file is None:
             raise RuntimeError("spill not open")
         self._file.write(data)
@@ -168,7 +169,7 @@ def _parse(handle: IO[bytes]) -> list[UsageRecord]:
     while lines := handle.readlines(_READ_HINT):
         for line in lines:
             try:
-                records.append(UsageRecord.from_json(orjson.loads(line)))
+                records.append(jsonl.decode(line))
             except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
                 torn += 1
     if torn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -171,3 +172,39 @@ async def test_the_writer_survives_an_unexpected_sink_error(tmp_path: Path) -> N
     await _until(lambda: ledger.healthy and not ledger.spill.pending)
     assert {r.request_id for r in await sink.records(ALL)} == {r.request_id for r in kept}
     await ledger.drain(1.0)
+
+
+class _SlowSink(FileSink):
+    """The file sink on a slow disk (each batch takes ``delay_s``), counting its batches."""
+
+    delay_s = 0.02
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        await asyncio.sleep(self.delay_s)
+        await super().write(records)
+        self.batches.append(len(records))
+
+
+async def test_under_steady_load_the_writer_batches_by_interval(tmp_path: Path) -> None:
+    sink = _SlowSink(tmp_path / "usage.jsonl")
+    ledger = Ledger(sink, Spill(tmp_path / "spill", 1 << 20), queue_size=10_000,
+                    batch_size=1000, batch_interval_s=0.1, retry_interval_s=0.05)  # fmt: skip
+    await ledger.start()
+    sent = []
+    started = time.monotonic()
+    for _ in range(60):  # ~0.6 s of 10 records every ~10 ms: a record arrives during every write
+        for _ in range(10):
+            sent.append(record())
+            ledger.record(sent[-1])
+        await asyncio.sleep(0.01)
+    intervals = (time.monotonic() - started) / 0.1
+    await ledger.drain(2.0)
+    # One batch per interval (plus the drain), not one per write's worth of new records (a write
+    # takes 20 ms: 5 times as many batches).
+    assert len(sink.batches) <= intervals + 2, sink.batches
+    assert sum(sink.batches) == len(sent)
+    assert [r.request_id for r in await sink.records(ALL)] == [r.request_id for r in sent]
