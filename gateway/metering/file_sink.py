@@ -88,31 +88,40 @@ class FileSink:
 
     def _append(self, data: bytearray, ids: Sequence[str], ends: Sequence[int]) -> None:
         """Append the lines of ``data`` (line ``i`` is request ``ids[i]`` and ends at
-        ``ends[i]``) whose request ids the file does not hold yet."""
+        ``ends[i]``) whose request ids the file does not hold yet; they count as written (are
+        remembered) only once fsynced."""
         with self.path.open("a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             size = os.fstat(handle.fileno()).st_size
             torn = size != self._offset and self._catch_up(handle, size)
-            fresh = self._fresh(memoryview(data), ids, ends)
+            fresh, new_ids = self._fresh(memoryview(data), ids, ends)
             if fresh:
                 if torn:
                     fresh = b"\n" + fresh  # ends the torn line: the next one stays whole
-                handle.write(fresh)  # "a" mode: at the end, whatever the position
-                handle.flush()
+                rest = memoryview(fresh)
+                while rest:  # O_APPEND: at the end, whatever the position
+                    rest = rest[os.write(handle.fileno(), rest) :]
                 os.fsync(handle.fileno())
                 size += len(fresh)
+                for request_id in new_ids:
+                    self._seen.add(request_id)
             self._offset = size
 
-    def _fresh(self, data: memoryview, ids: Sequence[str], ends: Sequence[int]) -> bytes:
-        """The lines of request ids not seen yet (remembering them)."""
+    def _fresh(
+        self, data: memoryview, ids: Sequence[str], ends: Sequence[int]
+    ) -> tuple[bytes, list[str]]:
+        """The lines of request ids not seen yet (the first of a repeated one), and their ids."""
         kept: list[memoryview] = []
+        new_ids: list[str] = []
+        batch: set[str] = set()
         start = 0
         for request_id, end in zip(ids, ends, strict=True):
-            if request_id not in self._seen:
-                self._seen.add(request_id)
+            if request_id not in self._seen and request_id not in batch:
+                batch.add(request_id)
+                new_ids.append(request_id)
                 kept.append(data[start:end])
             start = end
-        return data.tobytes() if len(kept) == len(ids) else b"".join(kept)
+        return (data.tobytes() if len(kept) == len(ids) else b"".join(kept)), new_ids
 
     def _catch_up(self, handle: IO[bytes], size: int) -> bool:
         """Learn the request ids appended since the last look (by any process); True when the

@@ -4,13 +4,17 @@ each request once."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 from pathlib import Path
 from typing import IO
+
+import pytest
 
 from gateway.metering import jsonl
 from gateway.metering.file_sink import FileSink, RecentIds
 from gateway.metering.records import TokenUsage
-from gateway.metering.sink import UsageQuery
+from gateway.metering.sink import SinkUnavailable, UsageQuery
 from tests.metering.factory import T0, record
 
 ALL = UsageQuery(None, T0.date() - dt.timedelta(days=1), T0.date() + dt.timedelta(days=1))
@@ -116,3 +120,22 @@ def test_recent_ids_keep_the_newest_in_order() -> None:
     assert list(recent) == [f"req_{i}" for i in range(9_900, 10_000)]
     assert "req_9900" in recent
     assert "req_9899" not in recent
+
+
+async def test_a_batch_counts_as_written_only_once_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "usage.jsonl"
+    sink = FileSink(path)
+    await sink.start()
+    one = record()
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", disk_full)  # what a full disk answers
+        with pytest.raises(SinkUnavailable, match="No space left"):
+            await sink.write([one])
+    await sink.write([one])  # the ledger's retry: not skipped as already written
+    assert [r.request_id for r in await sink.records(ALL)] == [one.request_id]
