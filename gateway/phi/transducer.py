@@ -223,8 +223,6 @@ class Reidentifier(_SafeCut):
                 edits.append((start, end, functools.partial(str, original)))
         return extents, edits
 
-    #: A placeholder (mutated or not) begins with ``[`` or, at a word boundary, ``PHI``.
-
     def _hold(self, text: str, first: int) -> int:
         start = max(first, len(text) - self.max_hold)
         return self._prefix.earliest(text, start)
